@@ -1,0 +1,1 @@
+"""Versioned message contracts: the envelope, one model per contract version, the queue topology."""

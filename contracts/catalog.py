@@ -1,0 +1,46 @@
+"""Every contract of the system, and where upstream publishers send each command."""
+
+from __future__ import annotations
+
+from contracts.expense_categories import (
+    CREATE_EXPENSE_CATEGORIES,
+    ENABLE_EXPENSE_ON_SHARED_CATEGORY,
+    MSDYN_EXPENSECATEGORIES,
+)
+from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS
+from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, Queue, table_map
+from contracts.registry import Contract, ContractRegistry, Kind, build_registry
+from contracts.transaction_categories import (
+    CREATE_TRANSACTION_CATEGORIES,
+    MSDYN_TRANSACTIONCATEGORIES,
+)
+
+CONTRACTS: tuple[Contract, ...] = (
+    CREATE_TRANSACTION_CATEGORIES,
+    MSDYN_TRANSACTIONCATEGORIES,
+    ENABLE_EXPENSE_ON_SHARED_CATEGORY,
+    CREATE_EXPENSE_CATEGORIES,
+    MSDYN_EXPENSECATEGORIES,
+    CREATE_PROJECTS,
+    CREATE_EXPENSE_ESTIMATES,
+)
+
+#: Which command queue each upstream command goes to.
+COMMAND_QUEUES: dict[str, Queue] = {
+    CREATE_TRANSACTION_CATEGORIES.name: DATAVERSE_COMMANDS,
+    CREATE_PROJECTS.name: DATAVERSE_COMMANDS,
+    CREATE_EXPENSE_ESTIMATES.name: DATAVERSE_COMMANDS,
+    ENABLE_EXPENSE_ON_SHARED_CATEGORY.name: FINANCE_COMMANDS,
+    CREATE_EXPENSE_CATEGORIES.name: FINANCE_COMMANDS,
+}
+
+
+def default_registry() -> ContractRegistry:
+    return build_registry(CONTRACTS)
+
+
+def publish_queue(contract: Contract) -> Queue:
+    """Where a publisher sends a message of this contract: a command queue, or a map's first leg."""
+    if contract.kind is Kind.COMMAND:
+        return COMMAND_QUEUES[contract.name]
+    return table_map(contract.name).outbound

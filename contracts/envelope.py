@@ -1,0 +1,78 @@
+"""The envelope every message travels in, whatever its contract.
+
+The envelope is a JSON document on its own; it is carried as the single argument of a dramatiq
+message (see the README's wire format). Its payload is checked against the contract named in the
+envelope only after upcasting, so an envelope validates for every version ever published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+#: A company (legal entity, data area) code: 1 to 8 letters or digits, kept in upper case.
+LegalEntity = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,8}$", to_upper=True)
+]
+
+ContractName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
+
+
+class Side(StrEnum):
+    """Who published a message."""
+
+    FINANCE = "finance"
+    DATAVERSE = "dataverse"
+    BRIDGE = "bridge"
+    UPSTREAM = "upstream"
+
+
+class Envelope(BaseModel):
+    """Identity, routing and provenance of one message; the rows are in ``payload``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: uuid.UUID = Field(description="Idempotency key: a redelivery has the same id.")
+    contract: ContractName = Field(description="Table map entity name or command name.")
+    version: int = Field(ge=1, description="Contract version the payload was written in.")
+    source: Side
+    legal_entity: LegalEntity | None = Field(
+        default=None, description="Owning company; required by every company-scoped contract."
+    )
+    correlation_id: str = Field(
+        min_length=1, max_length=200, description="The business document this message is about."
+    )
+    causation_id: str | None = Field(
+        default=None, max_length=200, description="Message id of the message that caused this one."
+    )
+    occurred_at: AwareDatetime
+    payload: dict[str, Any] = Field(description="The contract's rows; see contracts/schemas.")
+
+
+def new_envelope(
+    *,
+    contract: str,
+    version: int,
+    source: Side,
+    payload: dict[str, Any],
+    correlation_id: str,
+    legal_entity: str | None = None,
+    causation_id: str | None = None,
+    message_id: uuid.UUID | None = None,
+) -> Envelope:
+    """An envelope stamped now, with a fresh id unless one is given."""
+    return Envelope(
+        message_id=message_id or uuid.uuid4(),
+        contract=contract,
+        version=version,
+        source=source,
+        legal_entity=legal_entity,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        occurred_at=datetime.now(UTC),
+        payload=payload,
+    )

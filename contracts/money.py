@@ -1,0 +1,51 @@
+"""Money on the wire: Decimal amounts with explicit precision and ISO 4217 currency codes.
+
+Amounts travel as JSON strings ("125.40") so no publisher ever passes through a binary float.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+#: Active ISO 4217 codes (2026). Funds and precious-metal codes are left out on purpose.
+ISO_CURRENCIES: frozenset[str] = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+    BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+    GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
+    KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK
+    MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR
+    SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS
+    UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    """.split()
+)
+
+#: Money is kept to the cent everywhere; currencies without cents simply carry ".00".
+CENT = Decimal("0.01")
+
+
+def _iso_currency(code: str) -> str:
+    if code not in ISO_CURRENCIES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+CurrencyCode = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_iso_currency)]
+
+#: A non-negative amount with at most two decimals.
+Amount = Annotated[
+    Decimal, Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False)
+]
+
+#: A positive quantity (units, nights, kilometres) with up to four decimals.
+Quantity = Annotated[
+    Decimal, Field(gt=0, max_digits=15, decimal_places=4, allow_inf_nan=False)
+]
+
+
+def to_cents(value: Decimal) -> Decimal:
+    """Round an amount to the cent, half away from zero, as accounting does."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)

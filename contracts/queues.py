@@ -1,0 +1,82 @@
+"""The queue topology: one queue per table map and direction, and a command queue per side.
+
+A table map runs through the bridge, so each map has two queues, both named
+``<map>.<from>-to-<to>``: ``msdyn_expensecategories.finance-to-bridge`` then
+``msdyn_expensecategories.bridge-to-dataverse``. An operator reads the map and the direction
+from the name alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from contracts.envelope import Side
+
+
+@dataclass(frozen=True)
+class TableMap:
+    """A dual-write table map: which side masters the rows and which side receives them."""
+
+    name: str
+    source: Side
+    target: Side
+
+    @property
+    def outbound(self) -> "Queue":
+        """The queue the source side publishes to and the bridge consumes."""
+        return Queue(f"{self.name}.{self.source}-to-bridge", Side.BRIDGE, self.name)
+
+    @property
+    def inbound(self) -> "Queue":
+        """The queue the bridge publishes to and the target side consumes."""
+        return Queue(f"{self.name}.bridge-to-{self.target}", self.target, self.name)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue, the side that consumes it, and the table map it belongs to (None for commands)."""
+
+    name: str
+    consumer: Side
+    table_map: str | None = None
+
+    @property
+    def actor_name(self) -> str:
+        """The dramatiq actor that consumes this queue; publishers put it in ``actor_name``."""
+        return "receive_" + re.sub(r"[^a-z0-9]+", "_", self.name)
+
+    @property
+    def direction(self) -> str:
+        if self.table_map is None:
+            return f"upstream -> {self.consumer}"
+        source, target = self.name.rsplit(".", 1)[1].split("-to-")
+        return f"{source} -> {target}"
+
+
+TABLE_MAPS: tuple[TableMap, ...] = (
+    TableMap("msdyn_transactioncategories", Side.DATAVERSE, Side.FINANCE),
+    TableMap("msdyn_expensecategories", Side.FINANCE, Side.DATAVERSE),
+)
+
+FINANCE_COMMANDS = Queue("finance.commands", Side.FINANCE)
+DATAVERSE_COMMANDS = Queue("dataverse.commands", Side.DATAVERSE)
+
+
+def table_map(name: str) -> TableMap:
+    for candidate in TABLE_MAPS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no table map named {name!r}")
+
+
+def all_queues() -> list[Queue]:
+    """Every queue of the system, commands first, then each map's two legs."""
+    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS]
+    for each in TABLE_MAPS:
+        queues += [each.outbound, each.inbound]
+    return queues
+
+
+def queues_consumed_by(side: Side) -> list[Queue]:
+    return [queue for queue in all_queues() if queue.consumer is side]

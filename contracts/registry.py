@@ -1,0 +1,169 @@
+"""Versioned contracts: a registry of versions with pure upcasters applied before validation.
+
+A published version never changes. A change is a new version plus a pure function that turns a
+payload of the previous version into one of the new version. Consumers always receive the newest
+version; publishers of an older version are still served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from contracts.batch import Batch
+from contracts.envelope import Envelope
+from shared.errors import InvalidContract, UnknownContract, UnknownContractVersion
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+PayloadT = TypeVar("PayloadT", bound=Batch)
+
+
+class Scope(StrEnum):
+    """Whether a contract's rows belong to one legal entity or are shared by all."""
+
+    LEGAL_ENTITY = "legal_entity"
+    GLOBAL = "global"
+
+
+class Kind(StrEnum):
+    """A table map carries rows between the sides; a command asks one side to act."""
+
+    TABLE_MAP = "table_map"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """All versions of one contract; ``upcasters[i]`` turns version i+1 into version i+2."""
+
+    name: str
+    kind: Kind
+    scope: Scope
+    versions: tuple[type[Batch], ...]
+    upcasters: tuple[Upcaster, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.upcasters) != len(self.versions) - 1:
+            raise ValueError(f"{self.name}: {len(self.versions)} versions need {len(self.versions) - 1} upcasters")
+
+    @property
+    def latest(self) -> int:
+        return len(self.versions)
+
+    def model(self, version: int) -> type[Batch]:
+        if not 1 <= version <= self.latest:
+            raise UnknownContractVersion(
+                f"contract {self.name!r} has no version {version} (known: 1..{self.latest})"
+            )
+        return self.versions[version - 1]
+
+    def upcast(self, payload: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """The payload as the newest version, through each upcaster in turn."""
+        self.model(from_version)
+        for step in self.upcasters[from_version - 1 :]:
+            payload = step(payload)
+        return payload
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[PayloadT]):
+    """A message as a consumer sees it: the envelope and the newest version of its payload."""
+
+    envelope: Envelope
+    payload: PayloadT
+    version: int
+
+    @property
+    def rows(self) -> list[Any]:
+        return list(self.payload.rows)
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each naming the field, e.g. ``payload.rows.0.amount: ...``."""
+    parts = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(p) for p in problem["loc"]) or "(document)"
+        parts.append(f"{prefix}{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass
+class ContractRegistry:
+    """Every contract the system knows, by name."""
+
+    _contracts: dict[str, Contract] = field(default_factory=dict)
+
+    def register(self, contract: Contract) -> Contract:
+        if contract.name in self._contracts:
+            raise ValueError(f"contract {contract.name!r} is registered twice")
+        self._contracts[contract.name] = contract
+        return contract
+
+    def __iter__(self) -> Iterator[Contract]:
+        return iter(sorted(self._contracts.values(), key=lambda c: c.name))
+
+    def get(self, name: str) -> Contract:
+        try:
+            return self._contracts[name]
+        except KeyError:
+            raise UnknownContract(f"unknown contract {name!r}") from None
+
+    def decode(self, raw: str | bytes) -> Decoded[Any]:
+        """Parse an envelope, upcast its payload to the newest version and validate it."""
+        try:
+            envelope = Envelope.model_validate_json(raw)
+        except ValidationError as error:
+            raise InvalidContract(describe_validation_error(error, "envelope.")) from None
+        return self.decode_envelope(envelope)
+
+    def decode_envelope(self, envelope: Envelope) -> Decoded[Any]:
+        contract = self.get(envelope.contract)
+        try:
+            payload = contract.upcast(envelope.payload, envelope.version)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise InvalidContract(
+                f"{contract.name} v{envelope.version}: payload cannot be upcast ({type(error).__name__}: {error})"
+            ) from None
+        try:
+            model = contract.versions[-1].model_validate(payload)
+        except ValidationError as error:
+            raise InvalidContract(
+                f"{contract.name} v{contract.latest}: {describe_validation_error(error, 'payload.')}"
+            ) from None
+        check_scope(contract, envelope)
+        return Decoded(envelope=envelope, payload=model, version=contract.latest)
+
+    def validate_payload(self, name: str, version: int, payload: dict[str, Any]) -> Batch:
+        """Validate a payload as the given version (used by publishers before they send)."""
+        model = self.get(name).model(version)
+        try:
+            return model.model_validate(payload)
+        except ValidationError as error:
+            raise InvalidContract(f"{name} v{version}: {describe_validation_error(error, 'payload.')}") from None
+
+
+def check_scope(contract: Contract, envelope: Envelope) -> None:
+    """Company-scoped rows need their company; shared reference data must not name one."""
+    if contract.scope is Scope.LEGAL_ENTITY and envelope.legal_entity is None:
+        raise InvalidContract(f"envelope.legal_entity: required by company-scoped contract {contract.name!r}")
+    if contract.scope is Scope.GLOBAL and envelope.legal_entity is not None:
+        raise InvalidContract(
+            f"envelope.legal_entity: contract {contract.name!r} is shared by all companies and takes none"
+        )
+
+
+def build_registry(contracts: Iterable[Contract]) -> ContractRegistry:
+    registry = ContractRegistry()
+    for contract in contracts:
+        registry.register(contract)
+    return registry
+
+
+def payload_of(model: BaseModel) -> dict[str, Any]:
+    """A payload model as wire JSON data (Decimals as strings)."""
+    return model.model_dump(mode="json")

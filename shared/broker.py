@@ -1,0 +1,57 @@
+"""The broker factory: Redis, RabbitMQ, or the embedded in-process Redis, from one URL."""
+
+from __future__ import annotations
+
+import dramatiq
+import fakeredis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from shared.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+def standard_middleware(settings: Settings) -> list[Middleware]:
+    """dramatiq's defaults, with our retry policy, plus access to the current message."""
+    return [
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        CurrentMessage(),
+    ]
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    """A broker for ``settings.broker_url``; nothing connects until the broker is used."""
+    middleware = standard_middleware(settings)
+    url = settings.broker_url
+    if url.startswith(("amqp://", "amqps://")):
+        # Publisher confirms: enqueue returns only once RabbitMQ has the message.
+        return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+    redis_options = {
+        "middleware": middleware,
+        "heartbeat_timeout": settings.heartbeat_timeout_ms,
+        "dead_message_ttl": settings.dead_letter_ttl_days * DAY_MS,
+    }
+    if settings.embedded_broker:
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        return RedisBroker(client=client, **redis_options)
+    return RedisBroker(url=url, **redis_options)

@@ -1,0 +1,101 @@
+"""The thin actor in front of every queue: decode, upcast, validate, then run the handler in a unit of work.
+
+Everything a handler needs arrives as arguments; it never sees the broker. Permanent errors
+(see ``shared.errors``) dead-letter at once; anything else is retried by dramatiq with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from contracts.envelope import Side
+from contracts.queues import Queue
+from contracts.registry import ContractRegistry, Decoded
+from shared.errors import PermanentError, WrongQueue
+from shared.logging import bind_message_context, get_logger
+from shared.outbox import OutboxRelay
+from shared.side_database import SideDatabase
+from shared.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
+
+Handler = Callable[[Decoded[Any], UnitOfWork], None]
+"""A handler applies one decoded message inside a unit of work; it raises to refuse it."""
+
+FaultHook = Callable[[Decoded[Any]], None]
+
+
+@dataclass
+class Endpoint:
+    """What one side does with the messages of one queue: a handler per contract."""
+
+    queue: Queue
+    handlers: Mapping[str, Handler]
+
+
+@dataclass
+class Consumer:
+    """Applies messages of one endpoint; the dramatiq actor is a one-line call to :meth:`receive`."""
+
+    endpoint: Endpoint
+    side: Side
+    registry: ContractRegistry
+    database: SideDatabase
+    relay: OutboxRelay
+    #: Test seam: called after the commit and before the relay, to simulate a crash there.
+    after_commit: FaultHook | None = field(default=None)
+
+    def receive(self, body: str) -> None:
+        current = CurrentMessage.get_current_message()
+        message_id = current.message_id if current else None
+        with bind_message_context(message_id=message_id, queue=self.endpoint.queue.name):
+            message = self.registry.decode(body)
+            with bind_message_context(
+                correlation_id=message.envelope.correlation_id,
+                contract=message.envelope.contract,
+                legal_entity=message.envelope.legal_entity,
+            ):
+                self._apply(message, _enqueued_at(current))
+                if self.after_commit is not None:
+                    self.after_commit(message)
+                # Also sends what an earlier, crashed delivery of this message committed.
+                self.relay.relay(caused_by=str(message.envelope.message_id))
+
+    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> None:
+        handler = self.endpoint.handlers.get(message.envelope.contract)
+        if handler is None:
+            raise WrongQueue(
+                f"queue {self.endpoint.queue.name!r} does not take contract {message.envelope.contract!r}"
+            )
+        with UnitOfWork(self.database, self.side, cause=message.envelope) as uow:
+            if not uow.claim(message, self.endpoint.queue, enqueued_at):
+                log.info("duplicate message ignored")
+                return
+            handler(message, uow)
+            uow.commit()
+        log.info("message applied", rows=len(message.payload.rows), emitted=len(uow.emitted))
+
+
+def _enqueued_at(current: dramatiq.Message[Any] | None) -> datetime | None:
+    if current is None:
+        return None
+    return datetime.fromtimestamp(current.message_timestamp / 1000, UTC)
+
+
+def declare_actor(broker: dramatiq.Broker, consumer: Consumer) -> dramatiq.Actor[Any, Any]:
+    """Register the consumer's actor on its queue; permanent errors are not retried."""
+    queue = consumer.endpoint.queue
+    return dramatiq.Actor(
+        consumer.receive,
+        broker=broker,
+        actor_name=queue.actor_name,
+        queue_name=queue.name,
+        priority=0,
+        options={"throws": (PermanentError,)},
+    )

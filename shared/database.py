@@ -1,0 +1,109 @@
+"""SQLAlchemy engines per side, and the two bulk statements every repository needs.
+
+SQLite (the embedded default) and PostgreSQL behave alike here: both speak
+``INSERT ... ON CONFLICT``, and SQLite transactions start with ``BEGIN IMMEDIATE`` so two
+threads never deadlock upgrading a read lock to a write lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for ``url``: psycopg 3 for PostgreSQL, a tuned connection for SQLite files."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(
+        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _dialect_insert(connection: Connection, table: Table) -> Any:
+    name = connection.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"dialect {name!r} is not supported")
+
+
+def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert the rows whose keys are new; returns how many were inserted."""
+    if not rows:
+        return 0
+    statement = _dialect_insert(connection, table).on_conflict_do_nothing()
+    return connection.execute(statement, list(rows)).rowcount
+
+
+def upsert(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Iterable[str],
+    update: Iterable[str] | None = None,
+) -> None:
+    """Insert the rows, or update the named columns of rows whose key already exists, in one statement."""
+    if not rows:
+        return
+    key = list(key)
+    columns = list(update) if update is not None else [c for c in rows[0] if c not in key]
+    statement = _dialect_insert(connection, table)
+    if columns:
+        statement = statement.on_conflict_do_update(
+            index_elements=key, set_={column: statement.excluded[column] for column in columns}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=key)
+    connection.execute(statement, list(rows))
+
+
+def supports_skip_locked(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def as_row(record: Any) -> dict[str, Any]:
+    """A domain dataclass as a table row: enum members become their plain values.
+
+    Drivers disagree on enums (psycopg writes a member's *name*), so none ever reaches one.
+    """
+    return {
+        name: value.value if isinstance(value, Enum) else value
+        for name, value in dataclasses.asdict(record).items()
+    }

@@ -1,0 +1,68 @@
+"""The three tables every side keeps beside its business tables: inbox, outbox and dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+
+
+@dataclass(frozen=True)
+class MessagingTables:
+    inbox: Table
+    outbox: Table
+    dead_letters: Table
+
+
+def messaging_tables(metadata: MetaData) -> MessagingTables:
+    """Declare the inbox, outbox and dead-letter tables in a side's metadata."""
+    inbox = Table(
+        "inbox",
+        metadata,
+        # One row per message applied; its key makes a redelivery a no-op.
+        Column("message_id", String(36), primary_key=True),
+        Column("contract", String(64), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("queue_name", String(128), nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("legal_entity", String(8)),
+        Column("correlation_id", String(200), nullable=False, index=True),
+        Column("causation_id", String(200)),
+        Column("rows", Integer, nullable=False),
+        Column("enqueued_at", DateTime(timezone=True)),
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("finished_at", DateTime(timezone=True), nullable=False),
+    )
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("message_id", String(36), nullable=False, unique=True),
+        Column("queue_name", String(128), nullable=False),
+        Column("actor_name", String(128), nullable=False),
+        Column("contract", String(64), nullable=False),
+        Column("correlation_id", String(200), nullable=False, index=True),
+        Column("causation_id", String(200), index=True),
+        Column("body", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("sent_at", DateTime(timezone=True)),
+        Index("ix_outbox_unsent", "sent_at", "id"),
+    )
+    dead_letters = Table(
+        "dead_letters",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("message_id", String(36), nullable=False, index=True),
+        Column("queue_name", String(128), nullable=False),
+        Column("actor_name", String(128), nullable=False),
+        Column("contract", String(64)),
+        Column("correlation_id", String(200)),
+        Column("error_kind", String(16), nullable=False),
+        Column("error_type", String(128), nullable=False),
+        Column("error", Text, nullable=False),
+        Column("traceback", Text),
+        Column("attempts", Integer, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("dead_at", DateTime(timezone=True), nullable=False),
+    )
+    return MessagingTables(inbox=inbox, outbox=outbox, dead_letters=dead_letters)

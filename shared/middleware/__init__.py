@@ -1,0 +1,1 @@
+"""dramatiq middleware of our own, one per file."""

@@ -1,0 +1,70 @@
+"""Writes the reason of every dead-lettered message to the consuming side's database."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Mapping
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from shared.dead_letters import DeadLetter, record_dead_letter
+from shared.errors import PermanentError
+from shared.logging import get_logger
+from shared.side_database import SideDatabase
+
+log = get_logger(__name__)
+
+
+class DeadLetterLedger(Middleware):
+    """Must come after dramatiq's Retries, which decides whether a failure is final."""
+
+    def __init__(self, databases: Mapping[str, SideDatabase]) -> None:
+        self.databases = databases  # queue name -> the database of the side consuming it
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result=None, exception=None) -> None:  # noqa: ANN001
+        if exception is None or not message.failed:
+            return
+        database = self.databases.get(message.queue_name)
+        if database is None:
+            return
+        body = message.args[0] if message.args and isinstance(message.args[0], str) else json.dumps(message.args)
+        retries = message.options.get("retries", 0)
+        letter = DeadLetter(
+            message_id=message.message_id,
+            queue_name=message.queue_name,
+            actor_name=message.actor_name,
+            body=body,
+            error=exception,
+            traceback="".join(traceback.format_exception(exception, limit=30)),
+            attempts=retries + 1 if isinstance(exception, PermanentError) else max(retries, 1),
+            **_envelope_fields(body),
+        )
+        try:
+            record_dead_letter(database, letter)
+        except Exception:
+            # The message is still in the broker's dead-letter queue; only the reason is lost.
+            log.exception("could not record the dead letter's reason", queue=message.queue_name)
+        log.warning(
+            "message dead-lettered",
+            queue=message.queue_name,
+            error_type=type(exception).__name__,
+            error=str(exception),
+            attempts=letter.attempts,
+        )
+
+
+def _envelope_fields(body: str) -> dict[str, str | None]:
+    """Contract and correlation id when the body is at least a JSON object."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(envelope, dict):
+        return {}
+    contract, correlation = envelope.get("contract"), envelope.get("correlation_id")
+    return {
+        "contract": contract if isinstance(contract, str) else None,
+        "correlation_id": correlation if isinstance(correlation, str) else None,
+    }

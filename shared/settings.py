@@ -1,0 +1,61 @@
+"""Process settings, read once from ``DUALWRITE_*`` environment variables at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED = "embedded://"
+
+
+class Settings(BaseSettings):
+    """Everything a worker or the CLI needs to know about its environment.
+
+    With no variables set, everything runs embedded: an in-process Redis (fakeredis with Lua) and
+    SQLite files under ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DUALWRITE_", extra="ignore", frozen=True)
+
+    broker_url: str = Field(
+        default=EMBEDDED, description="redis://host:port/db, amqp://user:pass@host:port/vhost, or embedded://"
+    )
+    finance_db_url: str | None = Field(default=None, description="SQLAlchemy URL of the finance database")
+    dataverse_db_url: str | None = Field(default=None, description="SQLAlchemy URL of the Dataverse database")
+    bridge_db_url: str | None = Field(default=None, description="SQLAlchemy URL of the bridge database")
+    data_dir: Path = Field(default=Path(".dualwrite"), description="Folder of the embedded SQLite files")
+
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["json", "console"] = Field(default="json", description="json for machines, console for people")
+
+    worker_processes: int = Field(default=1, ge=1, le=64, description="Worker processes per `dualwrite worker`")
+    worker_threads: int = Field(default=8, ge=1, le=256, description="Threads per worker process")
+    max_retries: int = Field(default=8, ge=0, description="Retries of a transient failure before dead-lettering")
+    min_backoff_ms: int = Field(default=500, ge=1, description="First retry delay; doubles each retry")
+    max_backoff_ms: int = Field(default=300_000, ge=1, description="Longest retry delay")
+    heartbeat_timeout_ms: int = Field(
+        default=60_000, ge=1_000, description="Redis: a dead worker's messages come back after this"
+    )
+    dead_letter_ttl_days: int = Field(
+        default=30, ge=1, description="How long the broker keeps dead letters (the database keeps them for good)"
+    )
+    outbox_sweep_seconds: float = Field(default=1.0, gt=0, description="How often the outbox relay looks for unsent messages")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "amqp://", "amqps://", EMBEDDED)):
+            raise ValueError("must start with redis://, rediss://, amqp://, amqps:// or be embedded://")
+        return url
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url == EMBEDDED
+
+    def database_url(self, side: str) -> str:
+        """The side's database URL; an SQLite file under ``data_dir`` when none is set."""
+        url = getattr(self, f"{side}_db_url")
+        return url or f"sqlite:///{(self.data_dir / f'{side}.sqlite3').resolve()}"

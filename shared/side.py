@@ -1,0 +1,64 @@
+"""Assembling one side: its database, its consumers (one actor per queue) and its outbox relay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from sqlalchemy import MetaData
+
+from contracts.envelope import Side
+from contracts.registry import ContractRegistry
+from shared.consumer import Consumer, Endpoint, declare_actor
+from shared.messaging_tables import MessagingTables
+from shared.outbox import OutboxRelay
+from shared.publisher import Publisher
+from shared.settings import Settings
+from shared.side_database import SideDatabase
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """What a side is made of; each worker package exports one from its bootstrap module."""
+
+    side: Side
+    metadata: MetaData
+    messaging: MessagingTables
+    endpoints: Callable[[], list[Endpoint]]
+
+
+@dataclass
+class SideRuntime:
+    """A side wired to a broker and a database, ready for a dramatiq worker to run."""
+
+    spec: SideSpec
+    database: SideDatabase
+    relay: OutboxRelay
+    consumers: list[Consumer]
+    actors: list[dramatiq.Actor[Any, Any]] = field(default_factory=list)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [consumer.endpoint.queue.name for consumer in self.consumers]
+
+
+def assemble_side(
+    spec: SideSpec, settings: Settings, broker: dramatiq.Broker, registry: ContractRegistry
+) -> SideRuntime:
+    database = SideDatabase.open(
+        spec.side.value,
+        settings.database_url(spec.side.value),
+        spec.metadata,
+        spec.messaging,
+        pool_size=settings.worker_threads + 2,
+    )
+    relay = OutboxRelay(database, Publisher(broker).send_raw)
+    consumers = [
+        Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay)
+        for endpoint in spec.endpoints()
+    ]
+    runtime = SideRuntime(spec=spec, database=database, relay=relay, consumers=consumers)
+    runtime.actors = [declare_actor(broker, consumer) for consumer in consumers]
+    return runtime

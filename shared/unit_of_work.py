@@ -1,0 +1,134 @@
+"""The unit of work a handler runs in: its effects, its inbox row and its outbox rows commit together.
+
+A redelivered message finds its inbox row and does nothing. A handler that fails rolls back its
+effects and its outgoing messages alike, so a crash before commit sends nothing, and a crash
+after commit leaves the outgoing messages in the outbox for the relay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection
+
+from contracts.envelope import Envelope, Side, new_envelope
+from contracts.queues import Queue
+from contracts.registry import Decoded
+from shared.database import insert_ignoring_duplicates
+from shared.side_database import SideDatabase
+
+#: Outgoing message ids derive from the incoming one, so a re-run handler emits the same ids.
+OUTBOX_NAMESPACE = uuid.UUID("6f1c2a4e-0d7b-4a51-9c8e-2b6d3f5a7e90")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class UnitOfWork:
+    """One database transaction on one side. Rolls back unless :meth:`commit` was called."""
+
+    database: SideDatabase
+    side: Side
+    cause: Envelope | None = None
+    connection: Connection = field(init=False)
+    emitted: list[str] = field(default_factory=list, init=False)
+    _committed: bool = field(default=False, init=False)
+    _claimed: str | None = field(default=None, init=False)
+    _started_at: datetime = field(default_factory=utcnow, init=False)
+
+    def __enter__(self) -> "UnitOfWork":
+        self.connection = self.database.engine.connect()
+        self.connection.begin()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if not self._committed:
+                self.connection.rollback()
+        finally:
+            self.connection.close()
+
+    def commit(self) -> None:
+        if self._claimed is not None:
+            inbox = self.database.messaging.inbox
+            self.connection.execute(
+                inbox.update().where(inbox.c.message_id == self._claimed).values(finished_at=utcnow())
+            )
+        self.connection.commit()
+        self._committed = True
+
+    def claim(self, message: Decoded[Any], queue: Queue, enqueued_at: datetime | None) -> bool:
+        """Record the message in the inbox; False when it was applied before (a redelivery)."""
+        envelope = message.envelope
+        inserted = insert_ignoring_duplicates(
+            self.connection,
+            self.database.messaging.inbox,
+            [
+                {
+                    "message_id": str(envelope.message_id),
+                    "contract": envelope.contract,
+                    "version": envelope.version,
+                    "queue_name": queue.name,
+                    "source": envelope.source.value,
+                    "legal_entity": envelope.legal_entity,
+                    "correlation_id": envelope.correlation_id,
+                    "causation_id": envelope.causation_id,
+                    "rows": len(message.payload.rows),
+                    "enqueued_at": enqueued_at,
+                    "started_at": self._started_at,
+                    "finished_at": utcnow(),
+                }
+            ],
+        )
+        if inserted == 1:
+            self._claimed = str(envelope.message_id)
+        return inserted == 1
+
+    def emit(
+        self,
+        queue: Queue,
+        contract: str,
+        version: int,
+        payload: BaseModel | dict[str, Any],
+        *,
+        correlation_id: str,
+        legal_entity: str | None = None,
+    ) -> Envelope:
+        """Write an outgoing message to the outbox, to be sent once this transaction commits."""
+        envelope = new_envelope(
+            contract=contract,
+            version=version,
+            source=self.side,
+            payload=payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload,
+            correlation_id=correlation_id,
+            legal_entity=legal_entity,
+            causation_id=str(self.cause.message_id) if self.cause else None,
+            message_id=self._next_message_id(queue),
+        )
+        self.connection.execute(
+            self.database.messaging.outbox.insert(),
+            {
+                "message_id": str(envelope.message_id),
+                "queue_name": queue.name,
+                "actor_name": queue.actor_name,
+                "contract": contract,
+                "correlation_id": correlation_id,
+                "causation_id": envelope.causation_id,
+                "body": envelope.model_dump_json(),
+                "created_at": utcnow(),
+            },
+        )
+        self.emitted.append(str(envelope.message_id))
+        return envelope
+
+    def _next_message_id(self, queue: Queue) -> uuid.UUID | None:
+        if self.cause is None:
+            return None
+        return uuid.uuid5(OUTBOX_NAMESPACE, f"{self.cause.message_id}/{queue.name}/{len(self.emitted)}")

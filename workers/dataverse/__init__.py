@@ -1,0 +1,1 @@
+"""The Dataverse side: transaction and expense categories, projects and their expense estimates."""

@@ -1,0 +1,1 @@
+"""Dataverse business rules, in plain Python: no broker, no database."""

@@ -1,0 +1,79 @@
+"""Projects and expense estimates; a project only uses the expense categories of its own company."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from contracts.money import to_cents
+from shared.errors import BusinessRuleViolation
+
+
+@dataclass(frozen=True)
+class Project:
+    legal_entity: str
+    project_id: str
+    name: str
+    project_manager: str
+    billable: bool
+
+
+@dataclass(frozen=True)
+class ExpenseEstimate:
+    legal_entity: str
+    project_id: str
+    line_number: int
+    expense_category: str
+    date: dt.date
+    quantity: Decimal
+    unit_cost: Decimal
+    amount: Decimal
+    currency: str
+
+
+def new_project(legal_entity: str, project: Project, existing: Project | None) -> Project:
+    """Create or update a project; a project never changes company."""
+    if existing is not None and existing.legal_entity != legal_entity:
+        raise BusinessRuleViolation(
+            f"project {project.project_id!r} is owned by company {existing.legal_entity}, not {legal_entity}"
+        )
+    return project
+
+
+def estimate_expense(
+    legal_entity: str,
+    *,
+    project_id: str,
+    line_number: int,
+    expense_category: str,
+    date: dt.date,
+    quantity: Decimal,
+    unit_cost: Decimal,
+    currency: str,
+    project: Project | None,
+    company_categories: frozenset[str],
+) -> ExpenseEstimate:
+    """An estimate line, checked against the project's company and that company's categories.
+
+    ``company_categories`` holds only the categories of ``legal_entity``: another company's
+    categories are never looked at, so they can never be chosen.
+    """
+    if project is None or project.legal_entity != legal_entity:
+        raise BusinessRuleViolation(f"project {project_id!r} is not a project of company {legal_entity}")
+    if expense_category not in company_categories:
+        raise BusinessRuleViolation(
+            f"expense category {expense_category!r} is not an expense category of company {legal_entity}, "
+            f"which owns project {project_id!r}"
+        )
+    return ExpenseEstimate(
+        legal_entity=legal_entity,
+        project_id=project_id,
+        line_number=line_number,
+        expense_category=expense_category,
+        date=date,
+        quantity=quantity,
+        unit_cost=unit_cost,
+        amount=to_cents(quantity * unit_cost),
+        currency=currency,
+    )

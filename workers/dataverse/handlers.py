@@ -1,0 +1,76 @@
+"""Dataverse message handlers: a plain function per contract, message first, unit of work after."""
+
+from __future__ import annotations
+
+from contracts.expense_categories import ExpenseCategoriesV1
+from contracts.projects import CreateExpenseEstimatesV2, CreateProjectsV1
+from contracts.queues import table_map
+from contracts.registry import Decoded
+from contracts.transaction_categories import (
+    MSDYN_TRANSACTIONCATEGORIES,
+    CreateTransactionCategoriesV1,
+    TransactionCategoriesV1,
+)
+from shared.errors import BusinessRuleViolation, refuse_if_any
+from shared.unit_of_work import UnitOfWork
+from workers.dataverse import repository
+from workers.dataverse.domain.projects import Project, estimate_expense, new_project
+
+
+def create_transaction_categories(message: Decoded[CreateTransactionCategoriesV1], uow: UnitOfWork) -> None:
+    """Transaction categories are mastered here and carried to finance by msdyn_transactioncategories."""
+    rows = [row.model_dump(mode="json") for row in message.payload.rows]
+    repository.save_transaction_categories(uow.connection, rows)
+    uow.emit(
+        table_map(MSDYN_TRANSACTIONCATEGORIES.name).outbound,
+        MSDYN_TRANSACTIONCATEGORIES.name,
+        MSDYN_TRANSACTIONCATEGORIES.latest,
+        TransactionCategoriesV1(rows=message.payload.rows),
+        correlation_id=message.envelope.correlation_id,
+    )
+
+
+def apply_expense_categories(message: Decoded[ExpenseCategoriesV1], uow: UnitOfWork) -> None:
+    """msdyn_expensecategories: the legal-entity-specific copies of finance's expense categories."""
+    rows = [row.model_dump(mode="json") for row in message.payload.rows]
+    repository.save_expense_categories(uow.connection, message.envelope.legal_entity, rows)
+
+
+def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None:
+    legal_entity = message.envelope.legal_entity
+    rows = message.payload.rows
+    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
+    created, problems = [], []
+    for index, row in enumerate(rows):
+        project = Project(legal_entity=legal_entity, **row.model_dump())
+        try:
+            created.append(new_project(legal_entity, project, existing.get(row.project_id)))
+        except BusinessRuleViolation as broken:
+            problems.append(f"rows.{index}: {broken}")
+    refuse_if_any(problems, "create_projects")
+    repository.save_projects(uow.connection, created)
+
+
+def create_expense_estimates(message: Decoded[CreateExpenseEstimatesV2], uow: UnitOfWork) -> None:
+    """Estimate lines may only name expense categories of the company that owns the project."""
+    legal_entity = message.envelope.legal_entity
+    rows = message.payload.rows
+    projects = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
+    categories = repository.company_expense_categories(
+        uow.connection, legal_entity, (row.expense_category for row in rows)
+    )
+    estimates, problems = [], []
+    for index, row in enumerate(rows):
+        try:
+            estimates.append(
+                estimate_expense(
+                    legal_entity,
+                    **row.model_dump(),
+                    project=projects.get(row.project_id),
+                    company_categories=categories,
+                )
+            )
+        except BusinessRuleViolation as broken:
+            problems.append(f"rows.{index}: {broken}")
+    refuse_if_any(problems, "create_expense_estimates")
+    repository.save_expense_estimates(uow.connection, estimates)

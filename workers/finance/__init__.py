@@ -1,0 +1,1 @@
+"""The finance side: shared and expense categories per legal entity (and, next, the ledger)."""

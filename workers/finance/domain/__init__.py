@@ -1,0 +1,1 @@
+"""Finance business rules, in plain Python: no broker, no database."""

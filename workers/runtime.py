@@ -1,0 +1,82 @@
+"""Running sides: one or more sides on one broker, under one dramatiq worker.
+
+``dualwrite worker finance`` runs a Runtime of one side per process; ``dualwrite demo`` and the
+tests run all three in one process on the embedded broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+import dramatiq
+
+from contracts.catalog import default_registry
+from contracts.envelope import Side
+from contracts.registry import ContractRegistry
+from shared.broker import make_broker
+from shared.middleware.dead_letter_ledger import DeadLetterLedger
+from shared.outbox import OutboxSweeper
+from shared.settings import Settings
+from shared.side import SideRuntime, SideSpec, assemble_side
+from workers.bridge.bootstrap import SPEC as BRIDGE
+from workers.dataverse.bootstrap import SPEC as DATAVERSE
+from workers.finance.bootstrap import SPEC as FINANCE
+
+SPECS: dict[Side, SideSpec] = {Side.FINANCE: FINANCE, Side.DATAVERSE: DATAVERSE, Side.BRIDGE: BRIDGE}
+ALL_SIDES: tuple[Side, ...] = (Side.DATAVERSE, Side.BRIDGE, Side.FINANCE)
+
+
+class Runtime:
+    """Sides assembled on one broker; :meth:`start` runs their consumers, :meth:`stop` drains them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sides: Iterable[Side] = ALL_SIDES,
+        *,
+        broker: dramatiq.Broker | None = None,
+        registry: ContractRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker or make_broker(settings)
+        self.registry = registry or default_registry()
+        self.sides: dict[Side, SideRuntime] = {
+            side: assemble_side(SPECS[side], settings, self.broker, self.registry) for side in sides
+        }
+        self.broker.add_middleware(
+            DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names})
+        )
+        self.sweeper = OutboxSweeper([runtime.relay for runtime in self.sides.values()], settings.outbox_sweep_seconds)
+        self.worker: dramatiq.Worker | None = None
+
+    def side(self, side: Side) -> SideRuntime:
+        return self.sides[side]
+
+    def create_tables(self) -> None:
+        for runtime in self.sides.values():
+            runtime.database.create_tables()
+
+    def start(self) -> None:
+        queues = {name for runtime in self.sides.values() for name in runtime.queue_names}
+        self.worker = dramatiq.Worker(
+            self.broker, queues=queues, worker_threads=self.settings.worker_threads, worker_timeout=100
+        )
+        self.worker.start()
+        self.sweeper.start()
+
+    def stop(self) -> None:
+        """Let in-flight messages finish, send what the outbox still holds, then let go of everything."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+            self.sweeper.stop()
+        self.broker.close()
+        for runtime in self.sides.values():
+            runtime.database.dispose()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
