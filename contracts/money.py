@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 #: Active ISO 4217 codes (2026). Funds and precious-metal codes are left out on purpose.
 ISO_CURRENCIES: frozenset[str] = frozenset(
@@ -33,16 +33,37 @@ def _iso_currency(code: str) -> str:
     return code
 
 
-CurrencyCode = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_iso_currency)]
+CurrencyCode = Annotated[
+    str,
+    Field(min_length=3, max_length=3),
+    AfterValidator(_iso_currency),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 currency code"}),
+]
 
 #: A non-negative amount with at most two decimals.
 Amount = Annotated[
-    Decimal, Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False)
+    Decimal,
+    Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,15}(\.[0-9]{1,2})?$",
+            "description": "Non-negative decimal amount as a string, at most two decimals",
+        }
+    ),
 ]
 
 #: A positive quantity (units, nights, kilometres) with up to four decimals.
 Quantity = Annotated[
-    Decimal, Field(gt=0, max_digits=15, decimal_places=4, allow_inf_nan=False)
+    Decimal,
+    Field(gt=0, max_digits=15, decimal_places=4, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,11}(\.[0-9]{1,4})?$",
+            "description": "Positive decimal quantity as a string, at most four decimals",
+        }
+    ),
 ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dramatiq
 import fakeredis
+import pika.exceptions
+import redis.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -20,6 +22,14 @@ from dramatiq.middleware import (
 from shared.settings import Settings
 
 DAY_MS = 86_400_000
+
+#: What a publisher sees when the broker cannot be reached.
+BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    dramatiq.errors.ConnectionError,
+    redis.exceptions.ConnectionError,
+    pika.exceptions.AMQPConnectionError,
+    ConnectionError,
+)
 
 
 def standard_middleware(settings: Settings) -> list[Middleware]:

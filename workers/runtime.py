@@ -10,14 +10,17 @@ from collections.abc import Iterable
 from types import TracebackType
 
 import dramatiq
+from dramatiq.middleware import Retries
 
 from contracts.catalog import default_registry
 from contracts.envelope import Side
+from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
 from shared.broker import make_broker
 from shared.middleware.dead_letter_ledger import DeadLetterLedger
 from shared.outbox import OutboxSweeper
 from shared.settings import Settings
+from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
 from workers.bridge.bootstrap import SPEC as BRIDGE
 from workers.dataverse.bootstrap import SPEC as DATAVERSE
@@ -44,8 +47,11 @@ class Runtime:
         self.sides: dict[Side, SideRuntime] = {
             side: assemble_side(SPECS[side], settings, self.broker, self.registry) for side in sides
         }
+        # dramatiq runs "after" hooks in reverse order: placed before Retries, the ledger runs
+        # after Retries has decided whether the failure is final.
         self.broker.add_middleware(
-            DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names})
+            DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names}),
+            before=Retries,
         )
         self.sweeper = OutboxSweeper([runtime.relay for runtime in self.sides.values()], settings.outbox_sweep_seconds)
         self.worker: dramatiq.Worker | None = None
@@ -74,6 +80,19 @@ class Runtime:
         self.broker.close()
         for runtime in self.sides.values():
             runtime.database.dispose()
+
+    def wait_until_idle(self, timeout: float = 30.0) -> None:
+        """Block until every queue of the system is empty and no outbox holds an unsent message."""
+        queues = [queue.name for queue in all_queues()]
+
+        def idle() -> bool:
+            # Two passes: a message handled late in the first pass may have fed an earlier queue.
+            for _ in range(2):
+                for name in queues:
+                    self.broker.join(name, timeout=int(timeout * 1000))
+            return all(runtime.relay.backlog() == 0 for runtime in self.sides.values())
+
+        wait_until(idle, timeout=timeout, what="pipeline idle")
 
     def __enter__(self) -> "Runtime":
         return self

@@ -18,7 +18,8 @@ log = get_logger(__name__)
 
 
 class DeadLetterLedger(Middleware):
-    """Must come after dramatiq's Retries, which decides whether a failure is final."""
+    """Must be added *before* dramatiq's Retries: "after" hooks run in reverse order, and Retries
+    is the one that decides whether a failure is final."""
 
     def __init__(self, databases: Mapping[str, SideDatabase]) -> None:
         self.databases = databases  # queue name -> the database of the side consuming it

@@ -1,0 +1,42 @@
+"""The ``dualwrite`` command: one entry point, a module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from shared.settings import Settings
+from workers.cli import contracts_command, demo_command, publish_command, worker_command
+from workers.cli.exit_codes import ExitCode
+
+COMMANDS = (publish_command, worker_command, demo_command, contracts_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dualwrite",
+        description="Keep a finance system and a Dataverse-style project system in step over message queues.",
+        epilog="Configuration comes from DUALWRITE_* environment variables; see the README.",
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"dualwrite: bad configuration: {error}", file=sys.stderr)
+        return ExitCode.CONFIGURATION
+    return int(args.run(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

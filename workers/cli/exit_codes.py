@@ -1,0 +1,17 @@
+"""Named exit statuses of the ``dualwrite`` command."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    #: The command ran and found something wrong (a demo step that did not come out as expected).
+    FAILED = 1
+    #: The command line itself was wrong (argparse uses 2 too).
+    USAGE = 2
+    #: The input document does not match its contract; nothing was sent.
+    INVALID_INPUT = 3
+    #: The broker or a database could not be reached.
+    UNAVAILABLE = 4
+    #: DUALWRITE_* settings are missing or inconsistent.
+    CONFIGURATION = 5
