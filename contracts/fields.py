@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from decimal import Decimal
+from enum import IntEnum, StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema
 
 #: A natural key (category, project id): letters, digits and ``-_.``, kept in upper case.
 Code = Annotated[
@@ -45,3 +46,34 @@ class ExpenseType(StrEnum):
 
 #: A line number within a document, from 1.
 LineNumber = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class ProjectStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class TransactionClassification(IntEnum):
+    """Dataverse option values of msdyn_transactionclassification."""
+
+    TIME = 192350000
+    EXPENSE = 192350001
+    MATERIAL = 192350002
+    MILESTONE = 192350003
+    FEE = 192350004
+
+
+class TransactionType(IntEnum):
+    """Dataverse option values of msdyn_transactiontypecode used by actuals."""
+
+    COST = 192350000
+    UNBILLED_SALES = 192350005
+    BILLED_SALES = 192350006
+
+
+#: An exchange rate: units of the accounting currency for one unit of the transaction currency.
+ExchangeRate = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=18, decimal_places=8, allow_inf_nan=False),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,8})?$", "description": "Exchange rate as a string"}),
+]

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any, ClassVar
 
 from contracts.batch import Batch, Row, Rows
-from contracts.fields import Code, LineNumber, Name, Person
+from contracts.fields import Code, LineNumber, Name, Person, ProjectStatus
 from contracts.money import Amount, CurrencyCode, Quantity
 from contracts.registry import Contract, Kind, Scope
 
@@ -58,6 +58,33 @@ class CreateExpenseEstimatesV2(Batch):
     rows: Rows[ExpenseEstimateLineV2]
 
 
+class ProjectStatusChangeV1(Row):
+    project_id: Code
+    status: ProjectStatus
+
+
+class SetProjectStatusV1(Batch):
+    """Close (or reopen) projects of the envelope's legal entity."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("project_id",)
+    rows: Rows[ProjectStatusChangeV1]
+
+
+class ProjectV1(Row):
+    project_id: Code
+    name: Name
+    project_manager: Person
+    billable: bool
+    status: ProjectStatus
+
+
+class ProjectsV1(Batch):
+    """Projects of one legal entity as Dataverse holds them, on their way to finance."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("project_id",)
+    rows: Rows[ProjectV1]
+
+
 def estimates_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     """A v1 total becomes one unit at that cost."""
     rows = []
@@ -84,4 +111,20 @@ CREATE_EXPENSE_ESTIMATES = Contract(
     versions=(CreateExpenseEstimatesV1, CreateExpenseEstimatesV2),
     upcasters=(estimates_v1_to_v2,),
     description="Upstream -> Dataverse: expense estimate lines on projects of one company.",
+)
+
+SET_PROJECT_STATUS = Contract(
+    name="set_project_status",
+    kind=Kind.COMMAND,
+    scope=Scope.LEGAL_ENTITY,
+    versions=(SetProjectStatusV1,),
+    description="Upstream -> Dataverse: close or reopen projects.",
+)
+
+MSDYN_PROJECTS = Contract(
+    name="msdyn_projects",
+    kind=Kind.TABLE_MAP,
+    scope=Scope.LEGAL_ENTITY,
+    versions=(ProjectsV1,),
+    description="Dataverse -> finance: projects with owning company, project manager, billable, status.",
 )

@@ -40,6 +40,7 @@ class Queue:
     name: str
     consumer: Side
     table_map: str | None = None
+    producer: str = "upstream"
 
     @property
     def actor_name(self) -> str:
@@ -49,7 +50,7 @@ class Queue:
     @property
     def direction(self) -> str:
         if self.table_map is None:
-            return f"upstream -> {self.consumer}"
+            return f"{self.producer} -> {self.consumer}"
         source, target = self.name.rsplit(".", 1)[1].split("-to-")
         return f"{source} -> {target}"
 
@@ -57,10 +58,16 @@ class Queue:
 TABLE_MAPS: tuple[TableMap, ...] = (
     TableMap("msdyn_transactioncategories", Side.DATAVERSE, Side.FINANCE),
     TableMap("msdyn_expensecategories", Side.FINANCE, Side.DATAVERSE),
+    TableMap("msdyn_projects", Side.DATAVERSE, Side.FINANCE),
+    TableMap("msdyn_expenses", Side.FINANCE, Side.DATAVERSE),
+    TableMap("msdyn_actuals", Side.DATAVERSE, Side.FINANCE),
+    TableMap("msdyn_actualpostings", Side.FINANCE, Side.DATAVERSE),
 )
 
 FINANCE_COMMANDS = Queue("finance.commands", Side.FINANCE)
 DATAVERSE_COMMANDS = Queue("dataverse.commands", Side.DATAVERSE)
+#: Dataverse's automated approvals run as system jobs, queued by Dataverse itself.
+DATAVERSE_SYSTEM_JOBS = Queue("dataverse.system-jobs", Side.DATAVERSE, producer="dataverse")
 
 
 def table_map(name: str) -> TableMap:
@@ -72,7 +79,7 @@ def table_map(name: str) -> TableMap:
 
 def all_queues() -> list[Queue]:
     """Every queue of the system, commands first, then each map's two legs."""
-    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS]
+    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS]
     for each in TABLE_MAPS:
         queues += [each.outbound, each.inbound]
     return queues
