@@ -8,14 +8,14 @@ from typing import ClassVar
 from pydantic import Field
 
 from contracts.batch import Batch, Row, Rows
-from contracts.fields import Code, ExchangeRate, TransactionClassification, TransactionType
+from contracts.fields import Code, ExchangeRate, Reference, TransactionClassification, TransactionType
 from contracts.money import Amount, CurrencyCode
 from contracts.registry import Contract, Kind, Scope
 
 
 class ActualV1(Row):
-    actual_id: Code
-    expense_id: Code
+    actual_id: Reference
+    expense_id: Reference
     project_id: Code
     expense_category: Code
     transaction_classification: TransactionClassification
@@ -35,8 +35,8 @@ class ActualsV1(Batch):
 
 
 class ActualPostingV1(Row):
-    actual_id: Code
-    voucher: Code
+    actual_id: Reference
+    voucher: Reference
     posted_on: dt.date
     accounting_amount: Amount
     accounting_currency: CurrencyCode
@@ -51,7 +51,7 @@ class ActualPostingsV1(Batch):
 
 
 class SystemJobRefV1(Row):
-    job_id: Code
+    job_id: Reference
 
 
 class RunSystemJobsV1(Batch):

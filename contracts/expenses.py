@@ -6,13 +6,13 @@ import datetime as dt
 from typing import ClassVar
 
 from contracts.batch import Batch, Row, Rows
-from contracts.fields import Code, ExchangeRate, LineNumber, Person
+from contracts.fields import Code, ExchangeRate, LineNumber, Person, Reference
 from contracts.money import Amount, CurrencyCode
 from contracts.registry import Contract, Kind, Scope
 
 
 class ExpenseV1(Row):
-    expense_id: Code
+    expense_id: Reference
     report_id: Code
     line_number: LineNumber
     project_id: Code
@@ -25,7 +25,7 @@ class ExpenseV1(Row):
     accounting_currency: CurrencyCode
     project_cost_accounting: Amount
     exchange_rate: ExchangeRate
-    voucher: Code
+    voucher: Reference
 
 
 class ExpensesV1(Batch):

@@ -13,6 +13,11 @@ Code = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,29}$", to_upper=True)
 ]
 
+#: A document or record identifier built from codes (voucher, expense id, actual id, job id).
+Reference = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,59}$", to_upper=True)
+]
+
 #: A display name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 
