@@ -1,1 +1,1 @@
-"""The Dataverse side: transaction and expense categories, projects and their expense estimates."""
+"""The Dataverse side: categories, projects and estimates, expense records, their automated approval and actuals."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contracts.actuals import MSDYN_ACTUALPOSTINGS, RUN_SYSTEM_JOBS
 from contracts.envelope import Side
 from contracts.expense_categories import MSDYN_EXPENSECATEGORIES
-from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS
-from contracts.queues import DATAVERSE_COMMANDS, table_map
+from contracts.expenses import MSDYN_EXPENSES
+from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS, SET_PROJECT_STATUS
+from contracts.queues import DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, table_map
 from contracts.transaction_categories import CREATE_TRANSACTION_CATEGORIES
 from shared.consumer import Endpoint
 from shared.side import SideSpec
-from workers.dataverse import handlers
+from workers.dataverse import expense_handlers, handlers
 from workers.dataverse.tables import messaging, metadata
 
 
@@ -20,12 +22,22 @@ def endpoints() -> list[Endpoint]:
             {
                 CREATE_TRANSACTION_CATEGORIES.name: handlers.create_transaction_categories,
                 CREATE_PROJECTS.name: handlers.create_projects,
+                SET_PROJECT_STATUS.name: handlers.set_project_status,
                 CREATE_EXPENSE_ESTIMATES.name: handlers.create_expense_estimates,
             },
         ),
         Endpoint(
             table_map(MSDYN_EXPENSECATEGORIES.name).inbound,
             {MSDYN_EXPENSECATEGORIES.name: handlers.apply_expense_categories},
+        ),
+        Endpoint(
+            table_map(MSDYN_EXPENSES.name).inbound,
+            {MSDYN_EXPENSES.name: expense_handlers.apply_expenses},
+        ),
+        Endpoint(DATAVERSE_SYSTEM_JOBS, {RUN_SYSTEM_JOBS.name: expense_handlers.run_system_jobs}),
+        Endpoint(
+            table_map(MSDYN_ACTUALPOSTINGS.name).inbound,
+            {MSDYN_ACTUALPOSTINGS.name: expense_handlers.apply_actual_postings},
         ),
     ]
 

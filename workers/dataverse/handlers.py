@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from contracts.expense_categories import ExpenseCategoriesV1
-from contracts.projects import CreateExpenseEstimatesV2, CreateProjectsV1
+from contracts.projects import (
+    MSDYN_PROJECTS,
+    CreateExpenseEstimatesV2,
+    CreateProjectsV1,
+    ProjectsV1,
+    ProjectV1,
+    SetProjectStatusV1,
+)
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from contracts.transaction_categories import (
@@ -14,7 +23,7 @@ from contracts.transaction_categories import (
 from shared.errors import BusinessRuleViolation, refuse_if_any
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import repository
-from workers.dataverse.domain.projects import Project, estimate_expense, new_project
+from workers.dataverse.domain.projects import Project, change_project_status, estimate_expense, new_project
 
 
 def create_transaction_categories(message: Decoded[CreateTransactionCategoriesV1], uow: UnitOfWork) -> None:
@@ -37,6 +46,7 @@ def apply_expense_categories(message: Decoded[ExpenseCategoriesV1], uow: UnitOfW
 
 
 def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None:
+    """Projects are mastered here; an existing project keeps its status. msdyn_projects tells finance."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
@@ -49,6 +59,45 @@ def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None
             problems.append(f"rows.{index}: {broken}")
     refuse_if_any(problems, "create_projects")
     repository.save_projects(uow.connection, created)
+    _send_projects(message, uow, created)
+
+
+def set_project_status(message: Decoded[SetProjectStatusV1], uow: UnitOfWork) -> None:
+    """Close or reopen projects of the envelope's company; msdyn_projects tells finance."""
+    legal_entity = message.envelope.legal_entity
+    rows = message.payload.rows
+    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
+    changed, problems = [], []
+    for index, row in enumerate(rows):
+        try:
+            changed.append(change_project_status(legal_entity, row.project_id, row.status, existing.get(row.project_id)))
+        except BusinessRuleViolation as broken:
+            problems.append(f"rows.{index}: {broken}")
+    refuse_if_any(problems, "set_project_status")
+    repository.save_projects(uow.connection, changed)
+    _send_projects(message, uow, changed)
+
+
+def _send_projects(message: Decoded[Any], uow: UnitOfWork, saved: list[Project]) -> None:
+    """Finance needs each project's manager (who approves its expense lines), billable flag and status."""
+    rows = [
+        ProjectV1(
+            project_id=project.project_id,
+            name=project.name,
+            project_manager=project.project_manager,
+            billable=project.billable,
+            status=project.status,
+        )
+        for project in saved
+    ]
+    uow.emit(
+        table_map(MSDYN_PROJECTS.name).outbound,
+        MSDYN_PROJECTS.name,
+        MSDYN_PROJECTS.latest,
+        ProjectsV1(rows=rows),
+        correlation_id=message.envelope.correlation_id,
+        legal_entity=message.envelope.legal_entity,
+    )
 
 
 def create_expense_estimates(message: Decoded[CreateExpenseEstimatesV2], uow: UnitOfWork) -> None:

@@ -1,4 +1,4 @@
-"""Dataverse reads and writes, in bulk: one statement per batch, never one per row."""
+"""Dataverse reference data (categories, projects, estimates), read and written in bulk: one statement per batch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from contracts.fields import ProjectStatus
 from shared.database import as_row, upsert
 from workers.dataverse.domain.projects import ExpenseEstimate, Project
 from workers.dataverse.tables import expense_categories, expense_estimates, projects, transaction_categories
@@ -38,7 +39,7 @@ def company_expense_categories(connection: Connection, legal_entity: str, codes:
 
 def projects_by_id(connection: Connection, project_ids: Iterable[str]) -> dict[str, Project]:
     rows = connection.execute(select(projects).where(projects.c.project_id.in_(sorted(set(project_ids))))).mappings()
-    return {row["project_id"]: Project(**row) for row in rows}
+    return {row["project_id"]: Project(**{**row, "status": ProjectStatus(row["status"])}) for row in rows}
 
 
 def save_projects(connection: Connection, new: list[Project]) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Date, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text, false
 
 from shared.messaging_tables import messaging_tables
 from shared.sql_types import FixedPoint, Money
 
 metadata = MetaData()
 messaging = messaging_tables(metadata)
+
+#: Exchange rates keep eight decimals, as the contracts carry them.
+Rate = FixedPoint(scale=8)
 
 transaction_categories = Table(
     "transaction_categories",
@@ -37,6 +40,7 @@ projects = Table(
     Column("name", String(100), nullable=False),
     Column("project_manager", String(64), nullable=False),
     Column("billable", Boolean, nullable=False),
+    Column("status", String(8), nullable=False, default="active", server_default="active"),
 )
 
 expense_estimates = Table(
@@ -51,4 +55,69 @@ expense_estimates = Table(
     Column("unit_cost", Money, nullable=False),
     Column("amount", Money, nullable=False),
     Column("currency", String(3), nullable=False),
+)
+
+expenses = Table(
+    "expenses",
+    metadata,
+    # Written by msdyn_expenses: one record per posted project expense line.
+    Column("expense_id", String(30), primary_key=True),
+    Column("legal_entity", String(8), nullable=False, index=True),
+    Column("report_id", String(30), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("project_id", String(30), nullable=False),
+    Column("expense_category", String(30), nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("project_cost", Money, nullable=False),
+    Column("accounting_currency", String(3), nullable=False),
+    Column("project_cost_accounting", Money, nullable=False),
+    Column("exchange_rate", Rate, nullable=False),
+    Column("voucher", String(30), nullable=False),
+    Column("approval_status", String(16), nullable=False, default="pending", server_default="pending"),
+)
+
+system_jobs = Table(
+    "system_jobs",
+    metadata,
+    # One automated approval per expense record: the unique expense id makes a redelivery a no-op.
+    Column("job_id", String(30), primary_key=True),
+    Column("legal_entity", String(8), nullable=False),
+    Column("expense_id", String(30), nullable=False, unique=True),
+    # The business document the job belongs to, so a retried job's messages join its trace.
+    Column("correlation_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("claimed_by", String(36)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_system_jobs_status", "status", "created_at"),
+)
+
+actuals = Table(
+    "actuals",
+    metadata,
+    Column("actual_id", String(30), primary_key=True),
+    Column("legal_entity", String(8), nullable=False, index=True),
+    Column("expense_id", String(30), nullable=False, index=True),
+    Column("project_id", String(30), nullable=False),
+    Column("expense_category", String(30), nullable=False),
+    # Dataverse option values (contracts.fields.TransactionClassification, TransactionType).
+    Column("transaction_classification", Integer, nullable=False),
+    Column("transaction_type", Integer, nullable=False),
+    Column("date", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("accounting_amount", Money, nullable=False),
+    Column("accounting_currency", String(3), nullable=False),
+    Column("exchange_rate", Rate, nullable=False),
+    Column("skip_sync", Boolean, nullable=False, default=False, server_default=false()),
+    # Written back by msdyn_actualpostings once finance posts the integration journal.
+    Column("voucher", String(30)),
+    Column("posted_on", Date),
+    Column("posting_status", String(16), nullable=False, default="unposted", server_default="unposted"),
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from contracts.fields import ProjectStatus
 from contracts.money import to_cents
 from shared.errors import BusinessRuleViolation
 
@@ -17,6 +19,11 @@ class Project:
     name: str
     project_manager: str
     billable: bool
+    status: ProjectStatus = ProjectStatus.ACTIVE
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is ProjectStatus.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -32,13 +39,27 @@ class ExpenseEstimate:
     currency: str
 
 
-def new_project(legal_entity: str, project: Project, existing: Project | None) -> Project:
-    """Create or update a project; a project never changes company."""
+def _owned_by(legal_entity: str, project_id: str, existing: Project | None) -> None:
     if existing is not None and existing.legal_entity != legal_entity:
         raise BusinessRuleViolation(
-            f"project {project.project_id!r} is owned by company {existing.legal_entity}, not {legal_entity}"
+            f"project {project_id!r} is owned by company {existing.legal_entity}, not {legal_entity}"
         )
+
+
+def new_project(legal_entity: str, project: Project, existing: Project | None) -> Project:
+    """Create or update a project; a project never changes company, and keeps its status."""
+    _owned_by(legal_entity, project.project_id, existing)
+    if existing is not None:
+        return dataclasses.replace(project, status=existing.status)
     return project
+
+
+def change_project_status(legal_entity: str, project_id: str, status: ProjectStatus, existing: Project | None) -> Project:
+    """Close or reopen a project of ``legal_entity``."""
+    if existing is None:
+        raise BusinessRuleViolation(f"project {project_id!r} does not exist")
+    _owned_by(legal_entity, project_id, existing)
+    return dataclasses.replace(existing, status=status)
 
 
 def estimate_expense(

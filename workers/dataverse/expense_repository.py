@@ -1,0 +1,91 @@
+"""Expense records and actuals, read and written in bulk: one statement per batch, never one per row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from contracts.actuals import ActualPostingV1
+from shared.database import as_row, insert_ignoring_duplicates, upsert
+from workers.dataverse.domain.actuals import Actual, PostingStatus
+from workers.dataverse.domain.expenses import ApprovalStatus, ExpenseRecord
+from workers.dataverse.tables import actuals, expenses
+
+#: Columns finance masters; the approval status is Dataverse's own and survives a redelivery.
+_FINANCE_COLUMNS = [c.name for c in expenses.columns if c.name not in ("expense_id", "approval_status")]
+
+
+def expense_owners(connection: Connection, expense_ids: Iterable[str]) -> dict[str, str]:
+    """Expense id -> owning company, for those of ``expense_ids`` already recorded."""
+    rows = connection.execute(
+        select(expenses.c.expense_id, expenses.c.legal_entity).where(expenses.c.expense_id.in_(sorted(set(expense_ids))))
+    )
+    return {row.expense_id: row.legal_entity for row in rows}
+
+
+def save_expenses(connection: Connection, records: Sequence[ExpenseRecord]) -> None:
+    upsert(connection, expenses, [as_row(record) for record in records], key=("expense_id",), update=_FINANCE_COLUMNS)
+
+
+def expense_record(row: Mapping[str, Any]) -> ExpenseRecord:
+    """An expense record from a row of the ``expenses`` table (or a join that has all its columns)."""
+    values = {column.name: row[column.name] for column in expenses.columns}
+    return ExpenseRecord(**{**values, "approval_status": ApprovalStatus(values["approval_status"])})
+
+
+def mark_approved(connection: Connection, expense_ids: Sequence[str]) -> None:
+    if expense_ids:
+        connection.execute(
+            expenses.update()
+            .where(expenses.c.expense_id.in_(sorted(set(expense_ids))))
+            .values(approval_status=ApprovalStatus.APPROVED.value)
+        )
+
+
+def save_actuals(connection: Connection, new: Sequence[Actual]) -> int:
+    """Insert the actuals whose ids are new; returns how many were inserted."""
+    return insert_ignoring_duplicates(connection, actuals, [as_row(actual) for actual in new])
+
+
+def known_actuals(connection: Connection, legal_entity: str, actual_ids: Iterable[str]) -> frozenset[str]:
+    """Those of ``actual_ids`` that are actuals of ``legal_entity``."""
+    found = connection.scalars(
+        select(actuals.c.actual_id).where(
+            actuals.c.legal_entity == legal_entity, actuals.c.actual_id.in_(sorted(set(actual_ids)))
+        )
+    )
+    return frozenset(found)
+
+
+def record_postings(connection: Connection, legal_entity: str, postings: Sequence[ActualPostingV1]) -> None:
+    """Write each posting result onto its actual, in one executemany statement."""
+    if not postings:
+        return
+    statement = (
+        actuals.update()
+        .where(actuals.c.actual_id == bindparam("b_actual_id"), actuals.c.legal_entity == legal_entity)
+        .values(
+            voucher=bindparam("b_voucher"),
+            posted_on=bindparam("b_posted_on"),
+            accounting_amount=bindparam("b_accounting_amount"),
+            accounting_currency=bindparam("b_accounting_currency"),
+            exchange_rate=bindparam("b_exchange_rate"),
+            posting_status=PostingStatus.POSTED.value,
+        )
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "b_actual_id": posting.actual_id,
+                "b_voucher": posting.voucher,
+                "b_posted_on": posting.posted_on,
+                "b_accounting_amount": posting.accounting_amount,
+                "b_accounting_currency": posting.accounting_currency,
+                "b_exchange_rate": posting.exchange_rate,
+            }
+            for posting in postings
+        ],
+    )

@@ -1,0 +1,179 @@
+"""The system jobs table: creating approval jobs, claiming them, recording how they ended, retrying them.
+
+Every statement handles a whole batch. Claiming uses ``SELECT ... FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so two processes handed the same job never both run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, bindparam, or_, select
+
+from shared.database import insert_ignoring_duplicates, supports_skip_locked
+from workers.dataverse.domain.approvals import ApprovalOutcome
+from workers.dataverse.domain.expenses import ExpenseRecord
+from workers.dataverse.domain.system_jobs import JobStatus, approval_job_id
+from workers.dataverse.expense_repository import expense_record
+from workers.dataverse.tables import expenses, system_jobs
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A system job as an operator sees it."""
+
+    job_id: str
+    legal_entity: str
+    expense_id: str
+    correlation_id: str
+    status: str
+    attempts: int
+    error: str | None
+    claimed_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def create_approval_jobs(
+    connection: Connection, legal_entity: str, correlation_id: str, expense_ids: Sequence[str], now: datetime
+) -> list[str]:
+    """One waiting approval job per expense record that has none yet; returns the new jobs' ids."""
+    existing = set(
+        connection.scalars(select(system_jobs.c.expense_id).where(system_jobs.c.expense_id.in_(sorted(set(expense_ids)))))
+    )
+    new = [
+        {
+            "job_id": approval_job_id(expense_id),
+            "legal_entity": legal_entity,
+            "expense_id": expense_id,
+            "correlation_id": correlation_id,
+            "status": JobStatus.WAITING.value,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for expense_id in expense_ids
+        if expense_id not in existing
+    ]
+    # A concurrent delivery of the same record may have won the race: its job stands, ours is dropped.
+    insert_ignoring_duplicates(connection, system_jobs, new)
+    return [row["job_id"] for row in new]
+
+
+def claim_jobs(
+    connection: Connection, legal_entity: str, job_ids: Iterable[str], claimed_by: str, now: datetime
+) -> list[str]:
+    """Mark the named jobs in progress for ``claimed_by``; returns the ids it got.
+
+    A job is claimable while waiting, or while in progress for this same message: a retried
+    delivery of the message takes back the jobs its failed attempt had claimed.
+    """
+    query = (
+        select(system_jobs.c.job_id)
+        .where(
+            system_jobs.c.job_id.in_(sorted(set(job_ids))),
+            system_jobs.c.legal_entity == legal_entity,
+            or_(
+                system_jobs.c.status == JobStatus.WAITING.value,
+                and_(system_jobs.c.status == JobStatus.IN_PROGRESS.value, system_jobs.c.claimed_by == claimed_by),
+            ),
+        )
+        .order_by(system_jobs.c.job_id)
+    )
+    if supports_skip_locked(connection):
+        query = query.with_for_update(skip_locked=True)
+    claimed = list(connection.scalars(query))
+    if claimed:
+        connection.execute(
+            system_jobs.update()
+            .where(system_jobs.c.job_id.in_(claimed))
+            .values(
+                status=JobStatus.IN_PROGRESS.value,
+                claimed_by=claimed_by,
+                started_at=now,
+                finished_at=None,
+                error=None,
+                attempts=system_jobs.c.attempts + 1,
+            )
+        )
+    return claimed
+
+
+def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by: str) -> dict[str, ExpenseRecord]:
+    """Job id -> the expense record it approves, for the jobs ``claimed_by`` holds in progress."""
+    query = (
+        select(system_jobs.c.job_id, *expenses.columns)
+        .join(expenses, expenses.c.expense_id == system_jobs.c.expense_id)
+        .where(
+            system_jobs.c.job_id.in_(sorted(set(job_ids))),
+            system_jobs.c.status == JobStatus.IN_PROGRESS.value,
+            system_jobs.c.claimed_by == claimed_by,
+        )
+        .order_by(system_jobs.c.job_id)
+    )
+    return {row["job_id"]: expense_record(row) for row in connection.execute(query).mappings()}
+
+
+def record_outcomes(connection: Connection, outcomes: Sequence[ApprovalOutcome], claimed_by: str, now: datetime) -> None:
+    """Succeeded or failed with its error, each job in one executemany statement."""
+    if not outcomes:
+        return
+    statement = (
+        system_jobs.update()
+        .where(system_jobs.c.job_id == bindparam("b_job_id"), system_jobs.c.claimed_by == claimed_by)
+        .values(status=bindparam("b_status"), error=bindparam("b_error"), finished_at=now)
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "b_job_id": outcome.job_id,
+                "b_status": (JobStatus.SUCCEEDED if outcome.succeeded else JobStatus.FAILED).value,
+                "b_error": outcome.error,
+            }
+            for outcome in outcomes
+        ],
+    )
+
+
+def list_jobs(connection: Connection, status: JobStatus | None = None) -> list[JobView]:
+    """Every system job (of one status, if given), oldest first."""
+    query = select(*(system_jobs.c[name] for name in JobView.__dataclass_fields__)).order_by(
+        system_jobs.c.created_at, system_jobs.c.job_id
+    )
+    if status is not None:
+        query = query.where(system_jobs.c.status == status.value)
+    return [JobView(**row) for row in connection.execute(query).mappings()]
+
+
+def jobs_by_id(connection: Connection, job_ids: Iterable[str]) -> dict[str, JobView]:
+    query = select(*(system_jobs.c[name] for name in JobView.__dataclass_fields__)).where(
+        system_jobs.c.job_id.in_(sorted(set(job_ids)))
+    )
+    return {row["job_id"]: JobView(**row) for row in connection.execute(query).mappings()}
+
+
+def reset_failed_jobs(connection: Connection, job_ids: Iterable[str] | None) -> list[JobView]:
+    """Failed jobs back to waiting, error cleared, attempts kept; all failed jobs when ``job_ids`` is None.
+
+    Returns the jobs it reset, as they were before (with their legal entity and correlation id).
+    """
+    query = select(*(system_jobs.c[name] for name in JobView.__dataclass_fields__)).where(
+        system_jobs.c.status == JobStatus.FAILED.value
+    )
+    if job_ids is not None:
+        query = query.where(system_jobs.c.job_id.in_(sorted(set(job_ids))))
+    if supports_skip_locked(connection):
+        query = query.with_for_update(skip_locked=True)
+    failed = [JobView(**row) for row in connection.execute(query.order_by(system_jobs.c.job_id)).mappings()]
+    if failed:
+        connection.execute(
+            system_jobs.update()
+            .where(system_jobs.c.job_id.in_([job.job_id for job in failed]))
+            .values(
+                status=JobStatus.WAITING.value, error=None, claimed_by=None, started_at=None, finished_at=None
+            )
+        )
+    return failed
