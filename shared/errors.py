@@ -10,6 +10,9 @@ Two families decide what happens to a message that fails:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DualWriteError(Exception):
     """Root of every error the project raises on purpose."""
@@ -43,6 +46,10 @@ class TransientError(DualWriteError):
     """Raised when a failure may pass by itself (a lock timeout, a service restarting)."""
 
 
+class NotYet(TransientError):
+    """Raised when a message arrived before one it depends on (approve before submit); retried later."""
+
+
 class ConfigurationError(DualWriteError):
     """Raised when settings are missing or inconsistent; the process cannot start."""
 
@@ -50,6 +57,33 @@ class ConfigurationError(DualWriteError):
 def error_kind(exc: BaseException) -> str:
     """The family an exception belongs to, as operators read it in dead letters."""
     return "permanent" if isinstance(exc, PermanentError) else "transient"
+
+
+class Refusals:
+    """Collects the problem of every row of a batch, so one error names them all.
+
+    A batch with any broken rule is refused for good; one whose only problems are messages that
+    have not arrived yet (:class:`NotYet`) is retried later.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.problems: list[tuple[str, BusinessRuleViolation | NotYet]] = []
+
+    @contextmanager
+    def row(self, where: str = "") -> Iterator[None]:
+        try:
+            yield
+        except (BusinessRuleViolation, NotYet) as problem:
+            self.problems.append((where, problem))
+
+    def raise_if_any(self) -> None:
+        if not self.problems:
+            return
+        text = "; ".join(f"{where}: {problem}" if where else str(problem) for where, problem in self.problems)
+        if any(isinstance(problem, PermanentError) for _, problem in self.problems):
+            raise BusinessRuleViolation(f"{self.what} refused, nothing written: {text}")
+        raise NotYet(f"{self.what} waits, nothing written: {text}")
 
 
 def refuse_if_any(problems: list[str], what: str) -> None:

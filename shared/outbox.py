@@ -8,7 +8,6 @@ receiving inbox recognises the repeated message id, so the effect still happens 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -67,37 +66,3 @@ class OutboxRelay:
         outbox = self.database.messaging.outbox
         with self.database.engine.connect() as connection:
             return connection.scalar(select(func.count()).where(outbox.c.sent_at.is_(None))) or 0
-
-
-class OutboxSweeper:
-    """Runs relays on a timer in a background thread, so nothing a crash left behind stays unsent."""
-
-    def __init__(self, relays: list[OutboxRelay], interval: float) -> None:
-        self.relays = relays
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="outbox-sweeper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.sweep()  # drain what the last handlers committed
-
-    def sweep(self) -> int:
-        sent = 0
-        for relay in self.relays:
-            try:
-                sent += relay.relay()
-            except Exception:
-                log.exception("outbox relay failed; will try again", side=relay.database.side)
-        return sent
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sweep()

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     )
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, description="How often the outbox relay looks for unsent messages")
 
+    import_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often finance runs Import from staging (and posts the journals)"
+    )
+    import_period: Literal["day", "month", "year", "all"] = Field(
+        default="month", description="Integration journals group actuals by this period"
+    )
+    journal_max_lines: int = Field(default=200, ge=1, le=10_000, description="Lines per integration journal header")
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, url: str) -> str:

@@ -14,6 +14,7 @@ from contracts.registry import ContractRegistry
 from shared.consumer import Consumer, Endpoint, declare_actor
 from shared.messaging_tables import MessagingTables
 from shared.outbox import OutboxRelay
+from shared.periodic import PeriodicTask
 from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.side_database import SideDatabase
@@ -27,6 +28,8 @@ class SideSpec:
     metadata: MetaData
     messaging: MessagingTables
     endpoints: Callable[[], list[Endpoint]]
+    #: Background work of the side besides its consumers (finance: Import from staging).
+    periodic: Callable[["SideRuntime", Settings], list[PeriodicTask]] | None = None
 
 
 @dataclass
@@ -43,17 +46,30 @@ class SideRuntime:
     def queue_names(self) -> list[str]:
         return [consumer.endpoint.queue.name for consumer in self.consumers]
 
+    def background_tasks(self, settings: Settings) -> list[PeriodicTask]:
+        """The side's own tasks, then the outbox relay on a timer (for what a crash left unsent).
 
-def assemble_side(
-    spec: SideSpec, settings: Settings, broker: dramatiq.Broker, registry: ContractRegistry
-) -> SideRuntime:
-    database = SideDatabase.open(
+        Stopped in this order too, so the relay's last run sends what the others' last runs wrote.
+        """
+        tasks = self.spec.periodic(self, settings) if self.spec.periodic is not None else []
+        return [*tasks, PeriodicTask(f"{self.spec.side}-outbox-relay", settings.outbox_sweep_seconds, self.relay.relay)]
+
+
+def open_database(spec: SideSpec, settings: Settings) -> SideDatabase:
+    """The side's database as the settings name it (operator commands use this without a broker)."""
+    return SideDatabase.open(
         spec.side.value,
         settings.database_url(spec.side.value),
         spec.metadata,
         spec.messaging,
         pool_size=settings.worker_threads + 2,
     )
+
+
+def assemble_side(
+    spec: SideSpec, settings: Settings, broker: dramatiq.Broker, registry: ContractRegistry
+) -> SideRuntime:
+    database = open_database(spec, settings)
     relay = OutboxRelay(database, Publisher(broker).send_raw)
     consumers = [
         Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay)

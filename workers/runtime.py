@@ -18,7 +18,6 @@ from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
 from shared.broker import make_broker
 from shared.middleware.dead_letter_ledger import DeadLetterLedger
-from shared.outbox import OutboxSweeper
 from shared.settings import Settings
 from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
@@ -53,7 +52,7 @@ class Runtime:
             DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names}),
             before=Retries,
         )
-        self.sweeper = OutboxSweeper([runtime.relay for runtime in self.sides.values()], settings.outbox_sweep_seconds)
+        self.background = [task for runtime in self.sides.values() for task in runtime.background_tasks(settings)]
         self.worker: dramatiq.Worker | None = None
 
     def side(self, side: Side) -> SideRuntime:
@@ -69,14 +68,16 @@ class Runtime:
             self.broker, queues=queues, worker_threads=self.settings.worker_threads, worker_timeout=100
         )
         self.worker.start()
-        self.sweeper.start()
+        for task in self.background:
+            task.start()
 
     def stop(self) -> None:
         """Let in-flight messages finish, send what the outbox still holds, then let go of everything."""
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
-            self.sweeper.stop()
+            for task in self.background:
+                task.stop()  # a last run: sends what the last messages committed
         self.broker.close()
         for runtime in self.sides.values():
             runtime.database.dispose()

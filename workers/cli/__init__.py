@@ -9,10 +9,28 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from shared.settings import Settings
-from workers.cli import contracts_command, demo_command, jobs_command, publish_command, worker_command
+from workers.cli import (
+    contracts_command,
+    demo_command,
+    finance_command,
+    jobs_command,
+    publish_command,
+    reconcile_command,
+    setup_command,
+    worker_command,
+)
 from workers.cli.exit_codes import ExitCode
 
-COMMANDS = (publish_command, worker_command, demo_command, contracts_command, jobs_command)
+COMMANDS = (
+    publish_command,
+    worker_command,
+    demo_command,
+    setup_command,
+    finance_command,
+    reconcile_command,
+    jobs_command,
+    contracts_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

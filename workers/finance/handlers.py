@@ -12,9 +12,9 @@ from contracts.expense_categories import (
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from contracts.transaction_categories import TransactionCategoriesV1
-from shared.errors import BusinessRuleViolation, refuse_if_any
+from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
-from workers.finance import repository
+from workers.finance.store import categories as category_store
 from workers.finance.domain.categories import (
     enable_for_expense,
     new_expense_category,
@@ -29,39 +29,35 @@ def create_shared_categories(message: Decoded[TransactionCategoriesV1], uow: Uni
         for row in message.payload.rows
         for shared in shared_categories_for(row.category, row.name, row.description)
     ]
-    repository.save_new_shared_categories(uow.connection, categories)
+    category_store.save_new_shared_categories(uow.connection, categories)
 
 
 def enable_expense_on_shared_category(message: Decoded[EnableExpenseOnSharedCategoryV1], uow: UnitOfWork) -> None:
     rows = message.payload.rows
-    existing = repository.expense_shared_categories(uow.connection, (row.category for row in rows))
-    enabled, problems = [], []
+    existing = category_store.expense_shared_categories(uow.connection, (row.category for row in rows))
+    enabled, refusals = [], Refusals("enable_expense_on_shared_category")
     for index, row in enumerate(rows):
-        try:
+        with refusals.row(f"rows.{index}"):
             enabled.append(enable_for_expense(existing.get(row.category), row.category, row.expense_type))
-        except BusinessRuleViolation as broken:
-            problems.append(f"rows.{index}: {broken}")
-    refuse_if_any(problems, "enable_expense_on_shared_category")
-    repository.save_expense_settings(uow.connection, enabled)
+    refusals.raise_if_any()
+    category_store.save_expense_settings(uow.connection, enabled)
 
 
 def create_expense_categories(message: Decoded[CreateExpenseCategoriesV1], uow: UnitOfWork) -> None:
     """Expense categories of one legal entity; carried to Dataverse by msdyn_expensecategories."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
-    shared = repository.expense_shared_categories(uow.connection, (row.shared_category for row in rows))
-    created, problems = [], []
+    shared = category_store.expense_shared_categories(uow.connection, (row.shared_category for row in rows))
+    created, refusals = [], Refusals("create_expense_categories")
     for index, row in enumerate(rows):
-        try:
+        with refusals.row(f"rows.{index} ({row.expense_category})"):
             created.append(
                 new_expense_category(
                     legal_entity, row.expense_category, row.name, row.shared_category, shared.get(row.shared_category)
                 )
             )
-        except BusinessRuleViolation as broken:
-            problems.append(f"rows.{index} ({row.expense_category}): {broken}")
-    refuse_if_any(problems, "create_expense_categories")
-    repository.save_expense_categories(uow.connection, created)
+    refusals.raise_if_any()
+    category_store.save_expense_categories(uow.connection, created)
     uow.emit(
         table_map(MSDYN_EXPENSECATEGORIES.name).outbound,
         MSDYN_EXPENSECATEGORIES.name,

@@ -1,4 +1,4 @@
-"""Finance reads and writes, in bulk: one statement per batch, never one per row."""
+"""Shared and expense categories."""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""``dualwrite setup FILE``: load finance reference data (companies, accounts, tax, workers, rates)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from shared.errors import InvalidContract
+from shared.settings import Settings
+from shared.side import open_database
+from workers.cli.exit_codes import ExitCode
+from workers.cli.output import fail, print_json
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "setup", help="load the finance set-up document (JSON or YAML) into the finance database"
+    )
+    parser.add_argument("file", type=Path, help="set-up document, e.g. workers/demo_data/setup.yaml")
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.finance.bootstrap import SPEC
+    from workers.finance.setup_document import read_setup_document
+    from workers.finance.store.reference import save_setup
+
+    try:
+        document = read_setup_document(args.file)
+    except OSError as error:
+        fail(f"cannot read {args.file}: {error.strerror}")
+        return ExitCode.INVALID_INPUT
+    except InvalidContract as error:
+        fail(f"{error}; nothing was loaded")
+        return ExitCode.INVALID_INPUT
+    database = open_database(SPEC, settings)
+    try:
+        database.create_tables()
+        with database.engine.begin() as connection:
+            counts = save_setup(connection, document)
+    except OperationalError as error:
+        fail(f"finance database unavailable: {error.orig}")
+        return ExitCode.UNAVAILABLE
+    finally:
+        database.dispose()
+    if args.json:
+        print_json(counts)
+    else:
+        print("loaded " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items()))
+    return ExitCode.OK

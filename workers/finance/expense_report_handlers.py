@@ -1,0 +1,155 @@
+"""Finance handlers of the expense report life cycle: create, submit, approve, post."""
+
+from __future__ import annotations
+
+from contracts.expense_reports import (
+    ApproveExpenseReportsV1,
+    CreateExpenseReportsV1,
+    PostExpenseReportsV1,
+    SubmitExpenseReportsV1,
+)
+from contracts.expenses import MSDYN_EXPENSES, ExpensesV1, ExpenseV1
+from contracts.projects import ProjectsV1
+from contracts.queues import table_map
+from contracts.registry import Decoded
+from shared.errors import NotYet, Refusals
+from shared.unit_of_work import UnitOfWork
+from workers.finance.domain.expense_reports import (
+    ExpenseLine,
+    ExpenseReport,
+    FinanceProject,
+    ReportStatus,
+    approve_report,
+    create_report,
+    submit_report,
+)
+from workers.finance.domain.posting import ExpensePosting, post_expense_report
+from workers.finance.domain.reference import CompanySetup
+from workers.finance.store import reference as reference_store
+from workers.finance.store import reports as report_store
+
+
+def report_correlation(legal_entity: str, report_id: str) -> str:
+    """The correlation id of everything that happens to one expense report."""
+    return f"expense-report:{legal_entity}:{report_id}"
+
+
+def _setup(uow: UnitOfWork, legal_entity: str) -> CompanySetup:
+    setup = reference_store.company_setup(uow.connection, legal_entity)
+    if setup is None:
+        raise NotYet(f"company {legal_entity} has no finance set-up; load it with `dualwrite setup`")
+    return setup
+
+
+def apply_projects(message: Decoded[ProjectsV1], uow: UnitOfWork) -> None:
+    """msdyn_projects: finance keeps the project manager, billable flag and status of each project."""
+    legal_entity = message.envelope.legal_entity
+    report_store.save_projects(
+        uow.connection, [FinanceProject(legal_entity=legal_entity, **row.model_dump()) for row in message.payload.rows]
+    )
+
+
+def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOfWork) -> None:
+    legal_entity = message.envelope.legal_entity
+    rows = message.payload.rows
+    setup = _setup(uow, legal_entity)
+    existing = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows))
+    projects = report_store.projects_by_id(uow.connection, (line.project_id for row in rows for line in row.lines))
+    categories = report_store.company_categories(uow.connection, legal_entity)
+    created, refusals = [], Refusals("create_expense_reports")
+    for row in rows:
+        report = ExpenseReport(
+            legal_entity=legal_entity,
+            report_id=row.report_id,
+            worker=row.worker,
+            status=ReportStatus.DRAFT,
+            lines=tuple(ExpenseLine(legal_entity=legal_entity, report_id=row.report_id, **line.model_dump()) for line in row.lines),
+        )
+        with refusals.row():
+            created.append(create_report(report, existing=existing.get(row.report_id), setup=setup, categories=categories, projects=projects))
+    refusals.raise_if_any()
+    report_store.save_new_reports(uow.connection, created)
+
+
+def submit_expense_reports(message: Decoded[SubmitExpenseReportsV1], uow: UnitOfWork) -> None:
+    legal_entity = message.envelope.legal_entity
+    ids = [row.report_id for row in message.payload.rows]
+    reports = report_store.reports_by_id(uow.connection, legal_entity, ids)
+    submitted, refusals = [], Refusals("submit_expense_reports")
+    for report_id in ids:
+        with refusals.row():
+            submitted.append(submit_report(reports.get(report_id), report_id))
+    refusals.raise_if_any()
+    report_store.save_statuses(uow.connection, submitted)
+
+
+def approve_expense_reports(message: Decoded[ApproveExpenseReportsV1], uow: UnitOfWork) -> None:
+    legal_entity = message.envelope.legal_entity
+    rows = message.payload.rows
+    setup = _setup(uow, legal_entity)
+    reports = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows))
+    projects = report_store.projects_by_id(
+        uow.connection, (line.project_id for report in reports.values() for line in report.lines)
+    )
+    refusals = Refusals("approve_expense_reports")
+    for row in rows:  # one report may be approved by several project managers in one batch
+        with refusals.row():
+            reports[row.report_id] = approve_report(reports.get(row.report_id), row.report_id, row.approver, projects=projects, setup=setup)
+    refusals.raise_if_any()
+    report_store.save_approvals(uow.connection, [reports[report_id] for report_id in {row.report_id for row in rows}])
+
+
+def post_expense_reports(message: Decoded[PostExpenseReportsV1], uow: UnitOfWork) -> None:
+    """Post each report as one balanced voucher; its project lines travel to Dataverse as one message."""
+    legal_entity = message.envelope.legal_entity
+    ids = [row.report_id for row in message.payload.rows]
+    setup = _setup(uow, legal_entity)
+    reports = report_store.reports_by_id(uow.connection, legal_entity, ids)
+    rates = reference_store.rates_into(
+        uow.connection, setup.company.accounting_currency, (line.currency for r in reports.values() for line in r.lines)
+    )
+    posting_date = message.envelope.occurred_at.date()
+    postings, refusals = [], Refusals("post_expense_reports")
+    for report_id in ids:
+        report = reports.get(report_id)
+        with refusals.row():
+            if report is None:
+                raise NotYet(f"report {report_id} does not exist (yet)")
+            postings.append(post_expense_report(report, setup, rates, posting_date))
+    refusals.raise_if_any()
+    report_store.save_postings(uow.connection, postings)
+    for posting in postings:
+        _send_expenses(posting, uow)
+
+
+def _send_expenses(posting: ExpensePosting, uow: UnitOfWork) -> None:
+    report = posting.report
+    rows = [
+        ExpenseV1(
+            expense_id=f"{report.report_id}-{p.line.line_number}",
+            report_id=report.report_id,
+            line_number=p.line.line_number,
+            project_id=p.line.project_id,
+            expense_category=p.line.expense_category,
+            worker=report.worker,
+            date=p.line.date,
+            amount=p.line.amount,
+            currency=p.line.currency,
+            project_cost=p.project_cost,
+            accounting_currency=posting.vendor.currency,
+            project_cost_accounting=p.project_cost_accounting,
+            exchange_rate=p.exchange_rate,
+            voucher=posting.voucher,
+        )
+        for p in posting.lines
+        if p.line.project_id is not None
+    ]
+    if rows:  # lines outside any project stay in finance
+        uow.emit(
+            table_map(MSDYN_EXPENSES.name).outbound,
+            MSDYN_EXPENSES.name,
+            MSDYN_EXPENSES.latest,
+            ExpensesV1(rows=rows),
+            correlation_id=report_correlation(report.legal_entity, report.report_id),
+            legal_entity=report.legal_entity,
+        )

@@ -1,0 +1,134 @@
+"""The actuals staging table and the Project Operations Integration journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from contracts.fields import TransactionType
+from shared.database import as_row, insert_ignoring_duplicates, supports_skip_locked
+from workers.finance.domain.integration_journal import Journal, JournalLine, JournalPosting, StagedActual
+from workers.finance.tables import (
+    actuals_staging,
+    integration_journal_lines,
+    integration_journals,
+    ledger_entries,
+    project_transactions,
+)
+
+STAGED, IMPORTED = "staged", "imported"
+OPEN, POSTED = "open", "posted"
+
+_ACTUAL_FIELDS = (
+    "actual_id", "legal_entity", "expense_id", "project_id", "expense_category", "transaction_type", "date",
+    "amount", "currency", "accounting_amount", "accounting_currency", "exchange_rate",
+)
+
+
+def stage_actuals(connection: Connection, actuals: list[StagedActual], staged_at: datetime) -> int:
+    """Land actuals in staging; an actual already staged (or imported) is left alone."""
+    return insert_ignoring_duplicates(
+        connection, actuals_staging, [{**as_row(a), "status": STAGED, "staged_at": staged_at} for a in actuals]
+    )
+
+
+def take_staged(connection: Connection, limit: int) -> list[StagedActual]:
+    """Staged actuals, locked for this transaction; another importer skips them (PostgreSQL)."""
+    query = (
+        select(*(actuals_staging.c[name] for name in _ACTUAL_FIELDS))
+        .where(actuals_staging.c.status == STAGED)
+        .order_by(actuals_staging.c.staged_at, actuals_staging.c.actual_id)
+        .limit(limit)
+    )
+    if supports_skip_locked(connection):
+        query = query.with_for_update(skip_locked=True)
+    return [_staged(row) for row in connection.execute(query).mappings()]
+
+
+def save_journals(connection: Connection, journals: list[Journal], created_at: datetime) -> None:
+    if not journals:
+        return
+    connection.execute(
+        integration_journals.insert(),
+        [
+            {"journal_id": j.journal_id, "legal_entity": j.legal_entity, "period": j.period, "status": OPEN,
+             "line_count": len(j.lines), "created_at": created_at}
+            for j in journals
+        ],
+    )
+    connection.execute(integration_journal_lines.insert(), [_line_row(line, j) for j in journals for line in j.lines])
+    connection.execute(
+        update(actuals_staging)
+        .where(actuals_staging.c.actual_id == bindparam("aid"))
+        .values(status=IMPORTED, journal_id=bindparam("jid")),
+        [{"aid": line.actual.actual_id, "jid": j.journal_id} for j in journals for line in j.lines],
+    )
+
+
+def take_open_journals(connection: Connection, journal_ids: Iterable[str] | None, limit: int) -> list[Journal]:
+    """Open journals (these, or any), locked for this transaction; another poster skips them."""
+    query = select(integration_journals).where(integration_journals.c.status == OPEN).order_by(integration_journals.c.created_at).limit(limit)
+    if journal_ids is not None:
+        query = query.where(integration_journals.c.journal_id.in_(sorted(journal_ids)))
+    if supports_skip_locked(connection):
+        query = query.with_for_update(skip_locked=True)
+    headers = connection.execute(query).mappings().all()
+    if not headers:
+        return []
+    lines: dict[str, list[JournalLine]] = {}
+    for row in connection.execute(
+        select(integration_journal_lines)
+        .where(integration_journal_lines.c.journal_id.in_([h["journal_id"] for h in headers]))
+        .order_by(integration_journal_lines.c.journal_id, integration_journal_lines.c.line_number)
+    ).mappings():
+        actual = _staged(row)
+        lines.setdefault(row["journal_id"], []).append(
+            JournalLine(row["journal_id"], row["line_number"], actual, row["account"], row["offset_account"])
+        )
+    return [Journal(h["journal_id"], h["legal_entity"], h["period"], tuple(lines.get(h["journal_id"], ()))) for h in headers]
+
+
+def save_journal_postings(connection: Connection, postings: list[JournalPosting], posted_at: datetime) -> None:
+    if not postings:
+        return
+    ledger = [as_row(line) for p in postings for line in p.ledger]
+    if ledger:
+        connection.execute(ledger_entries.insert(), ledger)
+    connection.execute(project_transactions.insert(), [as_row(t) for p in postings for t in p.project_transactions])
+    connection.execute(
+        update(integration_journals)
+        .where(integration_journals.c.journal_id == bindparam("jid"))
+        .values(status=POSTED, voucher=bindparam("v"), posted_at=posted_at),
+        [{"jid": p.journal.journal_id, "v": p.voucher} for p in postings],
+    )
+
+
+def _staged(row: dict) -> StagedActual:
+    return StagedActual(
+        **{name: row[name] for name in _ACTUAL_FIELDS if name != "transaction_type"},
+        transaction_type=TransactionType(row["transaction_type"]),
+    )
+
+
+def _line_row(line: JournalLine, journal: Journal) -> dict:
+    actual = line.actual
+    return {
+        "journal_id": journal.journal_id,
+        "line_number": line.line_number,
+        "actual_id": actual.actual_id,
+        "legal_entity": actual.legal_entity,
+        "expense_id": actual.expense_id,
+        "project_id": actual.project_id,
+        "expense_category": actual.expense_category,
+        "transaction_type": int(actual.transaction_type),
+        "date": actual.date,
+        "amount": actual.amount,
+        "currency": actual.currency,
+        "accounting_amount": actual.accounting_amount,
+        "accounting_currency": actual.accounting_currency,
+        "exchange_rate": actual.exchange_rate,
+        "account": line.account,
+        "offset_account": line.offset_account,
+    }

@@ -1,0 +1,163 @@
+"""Expense reports and their lines, projects as finance knows them, and what posting writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
+
+from contracts.fields import ProjectStatus
+from shared.database import as_row, upsert
+from workers.finance.domain.expense_reports import ExpenseLine, ExpenseReport, FinanceProject, ReportStatus
+from workers.finance.domain.posting import ExpensePosting
+from workers.finance.tables import (
+    expense_categories,
+    expense_lines,
+    expense_reports,
+    ledger_entries,
+    projects,
+    tax_transactions,
+    vendor_transactions,
+)
+
+
+def save_projects(connection: Connection, rows: list[FinanceProject]) -> None:
+    upsert(connection, projects, [as_row(project) for project in rows], key=("project_id",))
+
+
+def projects_by_id(connection: Connection, project_ids: Iterable[str]) -> dict[str, FinanceProject]:
+    wanted = sorted({p for p in project_ids if p is not None})
+    if not wanted:
+        return {}
+    rows = connection.execute(select(projects).where(projects.c.project_id.in_(wanted))).mappings()
+    return {row["project_id"]: FinanceProject(**{**row, "status": ProjectStatus(row["status"])}) for row in rows}
+
+
+def company_categories(connection: Connection, legal_entity: str) -> frozenset[str]:
+    return frozenset(
+        connection.scalars(select(expense_categories.c.expense_category).where(expense_categories.c.legal_entity == legal_entity))
+    )
+
+
+_LINE_FIELDS = (
+    "legal_entity", "report_id", "line_number", "project_id", "expense_category", "date", "amount",
+    "currency", "tax_code", "description", "approved_by",
+)
+
+
+def reports_by_id(connection: Connection, legal_entity: str, report_ids: Iterable[str]) -> dict[str, ExpenseReport]:
+    wanted = sorted(set(report_ids))
+    headers = connection.execute(
+        select(expense_reports).where(expense_reports.c.legal_entity == legal_entity, expense_reports.c.report_id.in_(wanted))
+    ).mappings().all()
+    lines: dict[str, list[ExpenseLine]] = {}
+    for row in connection.execute(
+        select(*(expense_lines.c[name] for name in _LINE_FIELDS))
+        .where(expense_lines.c.legal_entity == legal_entity, expense_lines.c.report_id.in_(wanted))
+        .order_by(expense_lines.c.report_id, expense_lines.c.line_number)
+    ).mappings():
+        lines.setdefault(row["report_id"], []).append(ExpenseLine(**row))
+    return {
+        header["report_id"]: ExpenseReport(
+            legal_entity=legal_entity,
+            report_id=header["report_id"],
+            worker=header["worker"],
+            status=ReportStatus(header["status"]),
+            lines=tuple(lines.get(header["report_id"], ())),
+        )
+        for header in headers
+    }
+
+
+def save_new_reports(connection: Connection, reports: list[ExpenseReport]) -> None:
+    """Write drafts; a redrafted report's lines are replaced whole."""
+    if not reports:
+        return
+    upsert(
+        connection,
+        expense_reports,
+        [{"legal_entity": r.legal_entity, "report_id": r.report_id, "worker": r.worker, "status": r.status.value} for r in reports],
+        key=("legal_entity", "report_id"),
+    )
+    connection.execute(
+        delete(expense_lines).where(
+            or_(*(and_(expense_lines.c.legal_entity == r.legal_entity, expense_lines.c.report_id == r.report_id) for r in reports))
+        )
+    )
+    connection.execute(expense_lines.insert(), [as_row(line) for r in reports for line in r.lines])
+
+
+def save_statuses(connection: Connection, reports: list[ExpenseReport]) -> None:
+    if not reports:
+        return
+    connection.execute(
+        update(expense_reports)
+        .where(expense_reports.c.legal_entity == bindparam("le"), expense_reports.c.report_id == bindparam("rid"))
+        .values(status=bindparam("new_status")),
+        [{"le": r.legal_entity, "rid": r.report_id, "new_status": r.status.value} for r in reports],
+    )
+
+
+def save_approvals(connection: Connection, reports: list[ExpenseReport]) -> None:
+    save_statuses(connection, reports)
+    rows = [
+        {"le": line.legal_entity, "rid": line.report_id, "num": line.line_number, "by": line.approved_by}
+        for report in reports
+        for line in report.lines
+        if line.approved_by is not None
+    ]
+    if rows:
+        connection.execute(
+            update(expense_lines)
+            .where(
+                expense_lines.c.legal_entity == bindparam("le"),
+                expense_lines.c.report_id == bindparam("rid"),
+                expense_lines.c.line_number == bindparam("num"),
+            )
+            .values(approved_by=bindparam("by")),
+            rows,
+        )
+
+
+def save_postings(connection: Connection, postings: list[ExpensePosting]) -> None:
+    """Everything posting writes, a statement per table for the whole batch of reports."""
+    if not postings:
+        return
+    connection.execute(
+        update(expense_reports)
+        .where(expense_reports.c.legal_entity == bindparam("le"), expense_reports.c.report_id == bindparam("rid"))
+        .values(status=ReportStatus.POSTED.value, voucher=bindparam("v"), posted_on=bindparam("d")),
+        [{"le": p.report.legal_entity, "rid": p.report.report_id, "v": p.voucher, "d": p.date} for p in postings],
+    )
+    connection.execute(
+        update(expense_lines)
+        .where(
+            expense_lines.c.legal_entity == bindparam("le"),
+            expense_lines.c.report_id == bindparam("rid"),
+            expense_lines.c.line_number == bindparam("num"),
+        )
+        .values(
+            exchange_rate=bindparam("rate"),
+            tax_amount=bindparam("tax"),
+            recoverable_tax=bindparam("rec"),
+            project_cost=bindparam("cost"),
+            amount_accounting=bindparam("amt_acc"),
+            recoverable_tax_accounting=bindparam("rec_acc"),
+            project_cost_accounting=bindparam("cost_acc"),
+        ),
+        [
+            {
+                "le": line.line.legal_entity, "rid": line.line.report_id, "num": line.line.line_number,
+                "rate": line.exchange_rate, "tax": line.tax_amount, "rec": line.recoverable_tax,
+                "cost": line.project_cost, "amt_acc": line.amount_accounting,
+                "rec_acc": line.recoverable_tax_accounting, "cost_acc": line.project_cost_accounting,
+            }
+            for posting in postings
+            for line in posting.lines
+        ],
+    )
+    connection.execute(ledger_entries.insert(), [as_row(line) for p in postings for line in p.ledger])
+    taxes = [as_row(entry) for p in postings for entry in p.tax]
+    if taxes:
+        connection.execute(tax_transactions.insert(), taxes)
+    connection.execute(vendor_transactions.insert(), [as_row(p.vendor) for p in postings])
