@@ -11,6 +11,7 @@ from shared.logging import configure_logging
 from shared.settings import EMBEDDED, Settings
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import print_json
+from workers.cli.reconcile_command import print_report
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         dataverse_db_url=None,
         bridge_db_url=None,
         worker_threads=4,
+        # The demo runs Import from staging itself, as an operator would, to show each stage.
+        import_interval_seconds=3600,
     )
 
     def show(step: StepResult) -> None:
@@ -59,9 +62,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         runtime.stop()
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+    reconciliation = getattr(demo, "reconciliation", [])
     if args.json:
-        print_json({"ok": demo.ok, "steps": [step.as_json() for step in demo.results]})
+        print_json(
+            {
+                "ok": demo.ok,
+                "steps": [step.as_json() for step in demo.results],
+                "reconcile": [company.as_json() for company in reconciliation],
+            }
+        )
     else:
+        if reconciliation:
+            print_report(reconciliation, all(company.ok for company in reconciliation))
+            print()
         passed = sum(step.ok for step in demo.results)
         print(f"{'ok' if demo.ok else 'FAILED'}: {passed} of {len(demo.results)} steps came out as expected")
     return ExitCode.OK if demo.ok else ExitCode.FAILED

@@ -1,87 +1,21 @@
-"""The end-to-end walk-through: every flow of the system, on the embedded broker, checked step by step.
-
-Each step publishes what an upstream system or an operator would, waits until the pipeline is
-idle, then checks the business result on the side that should hold it. A step is ``ok`` only
-when the result is exactly the expected one; refusals are expected results too.
-"""
+"""Steps 1-8 of the demo: categories, projects and expense estimates, scoped by legal entity."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import func, select
 
 from contracts.envelope import Side
-from shared.side_database import SideDatabase
 from workers.dataverse import tables as dataverse
+from workers.demo.scenario import Scenario
 from workers.finance import tables as finance
-from workers.runtime import Runtime
-from workers.tracing import Hop, hops
-from workers.upstream import publish
 
 
-@dataclass
-class StepResult:
-    number: int
-    title: str
-    ok: bool
-    outcome: str
-    correlation_id: str
-    hops: list[Hop] = field(default_factory=list)
+class CategorySteps(Scenario):
+    """Transaction categories to shared categories, expense categories per company, estimates."""
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "step": self.number,
-            "title": self.title,
-            "ok": self.ok,
-            "outcome": self.outcome,
-            "correlation_id": self.correlation_id,
-            "hops": [hop.as_json() for hop in self.hops],
-        }
-
-
-class Demo:
-    """Walks the category and estimate flows through all three workers."""
-
-    def __init__(self, runtime: Runtime, on_step: Callable[[StepResult], None] | None = None) -> None:
-        self.runtime = runtime
-        self.on_step = on_step
-        self.results: list[StepResult] = []
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    def _database(self, side: Side) -> SideDatabase:
-        return self.runtime.side(side).database
-
-    def _query(self, side: Side, statement: Any) -> list[Any]:
-        with self._database(side).engine.connect() as connection:
-            return list(connection.execute(statement))
-
-    def _send(self, contract: str, payload: dict[str, Any], correlation_id: str, **options: Any) -> uuid.UUID:
-        envelope = publish(self.runtime.broker, self.runtime.registry, contract, payload, correlation_id=correlation_id, **options)
-        return envelope.message_id
-
-    def _dead_reason(self, side: Side, message_id: uuid.UUID) -> str | None:
-        table = self._database(side).messaging.dead_letters
-        rows = self._query(side, select(table.c.error_type, table.c.error).where(table.c.message_id == str(message_id)))
-        return f"{rows[0].error_type}: {rows[0].error}" if rows else None
-
-    def _step(self, title: str, correlation_id: str, check: Callable[[], tuple[bool, str]]) -> StepResult:
-        self.runtime.wait_until_idle()
-        ok, outcome = check()
-        every_side = [self._database(side) for side in self.runtime.sides]
-        result = StepResult(len(self.results) + 1, title, ok, outcome, correlation_id, hops(every_side, correlation_id))
-        self.results.append(result)
-        if self.on_step:
-            self.on_step(result)
-        return result
-
-    # -- the walk -------------------------------------------------------------------------------
-
-    def run(self) -> list[StepResult]:
+    def run_category_steps(self) -> None:
         self.transaction_categories()
         self.redelivered_transaction_categories()
         self.expense_category_refused_before_enabling()
@@ -90,11 +24,6 @@ class Demo:
         self.projects()
         self.estimate_from_v1_publisher()
         self.estimate_naming_another_company_category()
-        return self.results
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.results) and all(result.ok for result in self.results)
 
     def _shared_categories(self) -> list[tuple[str, str]]:
         table = finance.shared_categories
