@@ -25,7 +25,7 @@ DAY_MS = 86_400_000
 
 #: What a publisher sees when the broker cannot be reached.
 BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    dramatiq.errors.ConnectionError,
+    dramatiq.errors.BrokerConnectionError,
     redis.exceptions.ConnectionError,
     pika.exceptions.AMQPConnectionError,
     ConnectionError,
