@@ -41,9 +41,15 @@ CurrencyCode = Annotated[
 ]
 
 #: A non-negative amount with at most two decimals.
+def _to_cents(value: Decimal) -> Decimal:
+    # Canonical form on the way out: "1e2" and "100" both travel on as "100.00".
+    return value.quantize(CENT)
+
+
 Amount = Annotated[
     Decimal,
     Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False),
+    AfterValidator(_to_cents),
     WithJsonSchema(
         {
             "type": "string",

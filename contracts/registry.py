@@ -87,8 +87,8 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     """One line per problem, each naming the field, e.g. ``payload.rows.0.amount: ...``."""
     parts = []
     for problem in error.errors(include_url=False):
-        where = ".".join(str(p) for p in problem["loc"]) or "(document)"
-        parts.append(f"{prefix}{where}: {problem['msg']}")
+        where = ".".join(str(p) for p in problem["loc"])
+        parts.append(f"{prefix}{where}: {problem['msg']}" if where else f"{prefix.rstrip('.') or '(document)'}: {problem['msg']}")
     return "; ".join(parts)
 
 
@@ -123,9 +123,19 @@ class ContractRegistry:
 
     def decode_envelope(self, envelope: Envelope) -> Decoded[Any]:
         contract = self.get(envelope.contract)
+        contract.model(envelope.version)  # UnknownContractVersion before anything else
+        if envelope.version < contract.latest:
+            # Validate as the version the publisher wrote first: a reason then names the publisher's
+            # own fields (``amount``, not the upcast ``unit_cost``), and upcasters only see valid input.
+            try:
+                contract.model(envelope.version).model_validate(envelope.payload)
+            except ValidationError as error:
+                raise InvalidContract(
+                    f"{contract.name} v{envelope.version}: {describe_validation_error(error, 'payload.')}"
+                ) from None
         try:
             payload = contract.upcast(envelope.payload, envelope.version)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except Exception as error:  # noqa: BLE001 - a broken upcast can never succeed on retry
             raise InvalidContract(
                 f"{contract.name} v{envelope.version}: payload cannot be upcast ({type(error).__name__}: {error})"
             ) from None

@@ -68,7 +68,10 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Seque
     if not rows:
         return 0
     statement = _dialect_insert(connection, table).on_conflict_do_nothing()
-    return connection.execute(statement, list(rows)).rowcount
+    # Count what RETURNING gives back: an executemany's rowcount is -1 on psycopg (PostgreSQL),
+    # which would make every first delivery look like a duplicate.
+    returned = statement.returning(*table.primary_key.columns)
+    return len(connection.execute(returned, list(rows)).all())
 
 
 def upsert(

@@ -27,12 +27,15 @@ def test_anything_else_is_not_a_currency(code):
         currency.validate_python(code)
 
 
-@pytest.mark.parametrize("text, value", [("0", Decimal("0")), ("0.01", Decimal("0.01")), ("125.40", Decimal("125.40")), ("999999999999999.99", Decimal("999999999999999.99"))])
-def test_an_amount_to_the_cent_is_accepted_exactly(text, value):
+@pytest.mark.parametrize(
+    "text, canonical",
+    [("0", "0.00"), ("0.01", "0.01"), ("125.4", "125.40"), ("1e2", "100.00"), ("999999999999999.99", "999999999999999.99")],
+)
+def test_an_amount_to_the_cent_is_accepted_exactly_and_travels_on_in_cents(text, canonical):
     parsed = amount.validate_python(text)
 
-    assert parsed == value
-    assert str(parsed) == text
+    assert parsed == Decimal(text)
+    assert str(parsed) == canonical
 
 
 @pytest.mark.parametrize("text", ["0.001", "10.125", "2.675"])
@@ -81,7 +84,7 @@ def test_to_cents_does_not_agree_with_float_rounding():
     assert to_cents(Decimal("2.675")) == Decimal("2.68")
 
 
-@pytest.mark.parametrize("text", ["0.10", "0.01", "1234567890123.45", "100.00", "7"])
+@pytest.mark.parametrize("text", ["0.10", "0.01", "1234567890123.45", "100.00", "7.00"])
 def test_an_amount_survives_a_json_round_trip_digit_for_digit(text):
     line = ExpenseEstimateLineV2(
         project_id="PRJ-1",
