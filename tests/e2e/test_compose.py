@@ -4,43 +4,29 @@ Docker does not run on the development machines or in CI, so the deployment is p
 halves: the file itself (every worker runs a real ``dualwrite`` command, is configured only by
 ``DUALWRITE_*`` settings, has a health check and a restart policy, and each side has a database
 of its own), then the very same worker commands started as local OS processes against the local
-Redis and PostgreSQL, carrying the category flow from publisher to both sides.
+Redis or RabbitMQ and PostgreSQL, carrying the category flow from publisher to both sides.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
-from sqlalchemy import create_engine, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from contracts.catalog import default_registry, publish_queue
 from contracts.envelope import Side, new_envelope
 from shared.settings import Settings
-from shared.waiting import wait_until
 from tests.e2e import compose_file
+from tests.e2e.brokers import Broker
 from tests.e2e.compose_file import REPO, WORKER_SIDES
-from workers.cli import build_parser
+from tests.e2e.deployment import LocalDeployment
 from workers.bridge import tables as bridge_tables
+from workers.cli import build_parser
 from workers.dataverse import tables as dataverse_tables
 from workers.finance import tables as finance_tables
 
-FLOW_TIMEOUT = 60.0
-STOP_TIMEOUT = 60.0
 SIDE_TABLES = {"finance": finance_tables, "dataverse": dataverse_tables, "bridge": bridge_tables}
 URL_SETTINGS = ("DUALWRITE_BROKER_URL", "DUALWRITE_FINANCE_DB_URL", "DUALWRITE_DATAVERSE_DB_URL", "DUALWRITE_BRIDGE_DB_URL")
 
@@ -150,144 +136,8 @@ def test_each_side_has_its_own_database_created_by_the_postgres_init_script() ->
 # -- the same commands, run as local processes ---------------------------------------------------
 
 
-@dataclass
-class WorkerProcess:
-    side: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class LocalDeployment:
-    """The compose workers as local processes, on the local Redis and three throwaway databases."""
-
-    def __init__(self, environment: dict[str, str], database_urls: dict[str, str], log_dir: Path) -> None:
-        self.environment = environment
-        self.log_dir = log_dir
-        self.workers: list[WorkerProcess] = []
-        self.engines: dict[str, Engine] = {side: create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)) for side, url in database_urls.items()}
-
-    def start(self, side: str, argv: list[str]) -> None:
-        log_path = self.log_dir / f"{side}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "workers", *argv[1:]],
-                env=self.environment,
-                cwd=self.log_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.workers.append(WorkerProcess(side, process, log_path))
-
-    def run_cli(self, *args: str) -> dict[str, Any]:
-        """``python -m workers ARGS --json`` as a separate process; its JSON result."""
-        done = subprocess.run(
-            [sys.executable, "-m", "workers", *args, "--json"],
-            env=self.environment,
-            cwd=self.log_dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, f"dualwrite {' '.join(args)} exited {done.returncode}: {done.stderr}"
-        return json.loads(done.stdout)
-
-    def publish(self, contract: str, rows: list[dict[str, Any]], *options: str) -> dict[str, Any]:
-        document = self.log_dir / f"{contract}-{uuid.uuid4().hex[:8]}.json"
-        document.write_text(json.dumps({"rows": rows}))
-        return self.run_cli("publish", contract, str(document), *options)
-
-    def rows(self, side: str, statement: Any) -> list[tuple[Any, ...]]:
-        """Rows of a query on a side's database; none while the worker has not created its tables."""
-        self.assert_workers_running()
-        try:
-            with self.engines[side].connect() as connection:
-                return [tuple(row) for row in connection.execute(statement)]
-        except DBAPIError:
-            return []
-
-    def wait_for(self, what: str, condition: Any) -> Any:
-        return wait_until(condition, timeout=FLOW_TIMEOUT, interval=0.1, what=what)
-
-    def assert_workers_running(self) -> None:
-        for worker in self.workers:
-            code = worker.process.poll()
-            assert code is None, f"worker {worker.side} exited early with {code}:\n{worker.log_tail()}"
-
-    def terminate(self) -> dict[str, int | None]:
-        """SIGTERM every worker and wait for each; their exit statuses (None: had to be killed)."""
-        for worker in self.workers:
-            if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)
-        statuses: dict[str, int | None] = {}
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for worker in self.workers:
-            try:
-                statuses[worker.side] = worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-                statuses[worker.side] = None
-        return statuses
-
-    def close(self) -> None:
-        self.terminate()
-        for engine in self.engines.values():
-            engine.dispose()
-
-
-@pytest.fixture
-def local_deployment(redis_db: Any, postgres_server: Any, tmp_path: Path) -> Iterator[LocalDeployment]:
-    """compose.yaml's worker environment, its URLs pointed at the machine's Redis and PostgreSQL.
-
-    ``redis_db`` and ``postgres_server`` (tests/conftest.py) skip when a service is down, except
-    under CI, where they fail; the Redis db is flushed before and after, the databases are
-    throwaway ones, emptied here and dropped at the end of the session.
-    """
-    postgres_server.reset()
-    compose_environment = compose_file.resolved_environment(compose_file.services()["finance"])
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
-    environment.update(compose_environment)
-    environment.update(
-        {
-            "DUALWRITE_BROKER_URL": redis_db.url,
-            "DUALWRITE_FINANCE_DB_URL": postgres_server.urls["finance"],
-            "DUALWRITE_DATAVERSE_DB_URL": postgres_server.urls["dataverse"],
-            "DUALWRITE_BRIDGE_DB_URL": postgres_server.urls["bridge"],
-        }
-    )
-    deployment = LocalDeployment(environment, postgres_server.urls, tmp_path)
-    try:
-        yield deployment
-    finally:
-        deployment.close()
-
-
-def publish_with_a_plain_redis_client(client: redis.Redis, envelope_json: str, queue: str, actor: str) -> None:
-    """Enqueue exactly as the README's wire format tells a publisher in any language to."""
-    redis_message_id = str(uuid.uuid4())
-    message = {
-        "queue_name": queue,
-        "actor_name": actor,
-        "args": [envelope_json],
-        "kwargs": {},
-        "options": {"redis_message_id": redis_message_id},
-        "message_id": json.loads(envelope_json)["message_id"],
-        "message_timestamp": int(time.time() * 1000),
-    }
-    with client.pipeline(transaction=True) as multi:
-        multi.hset(f"dramatiq:{queue}.msgs", redis_message_id, json.dumps(message))
-        multi.rpush(f"dramatiq:{queue}", redis_message_id)
-        multi.execute()
-
-
-@pytest.mark.redis
 @pytest.mark.postgres
-def test_compose_workers_carry_the_category_flow_as_local_processes(local_deployment: LocalDeployment, redis_db: Any) -> None:
+def test_compose_workers_carry_the_category_flow_as_local_processes(local_deployment: LocalDeployment, broker: Broker) -> None:
     deployment = local_deployment
     shared = finance_tables.shared_categories
     expense_categories = dataverse_tables.expense_categories
@@ -338,7 +188,7 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
     )
     assert held == [("USPM", "HOTEL", "HOTEL", "hotel")]
 
-    # And a publisher with nothing but a Redis client is served too (the README's wire format)
+    # And a publisher with nothing but a Redis or AMQP client is served too (the README's wire format)
     registry = default_registry()
     queue = publish_queue(registry.get("create_transaction_categories"))
     envelope = new_envelope(
@@ -346,9 +196,9 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
         version=1,
         source=Side.UPSTREAM,
         payload={"rows": [{"category": "AIRFARE", "name": "Airfare"}]},
-        correlation_id="e2e:plain-redis-publisher",
+        correlation_id=f"e2e:plain-{broker.name}-publisher",
     )
-    publish_with_a_plain_redis_client(redis_db.client, envelope.model_dump_json(), queue.name, queue.actor_name)
+    broker.publish_plain(envelope.model_dump_json(), queue.name, queue.actor_name)
     deployment.wait_for(
         "finance holds AIRFARE's four shared categories",
         lambda: len(deployment.rows("finance", select(shared.c.category).where(shared.c.category == "AIRFARE"))) == 4,
@@ -359,14 +209,7 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
         dead_letters = tables.messaging.dead_letters
         assert deployment.rows(side, select(dead_letters.c.error_type, dead_letters.c.error)) == [], f"{side} dead-lettered"
     for side in WORKER_SIDES:
-        check = subprocess.run(
-            [sys.executable, str(REPO / "deploy" / "healthcheck.py"), side],
-            env=deployment.environment,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert (check.returncode, check.stdout.strip()) == (0, f"{side}: healthy"), check.stdout + check.stderr
+        assert deployment.health_check(side, services[side]["healthcheck"]["test"]) == f"{side}: healthy"
 
     # When the workers get SIGTERM, as `docker compose stop` sends it; then each exits 0
     statuses = deployment.terminate()

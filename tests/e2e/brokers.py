@@ -1,0 +1,111 @@
+"""The brokers the compose workers are run on locally, each with a publisher that uses no dramatiq.
+
+Each plain publisher writes a message exactly as the README's wire format tells a system in
+another language to, so the end-to-end test proves the README as well as the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+import redis
+
+RABBITMQ_URL = os.environ.get("DUALWRITE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+#: publish(envelope_json, queue_name, actor_name)
+PlainPublish = Callable[[str, str, str], None]
+
+
+class BrokerUnavailable(Exception):
+    """Raised when a broker cannot be reached or prepared for a test."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    name: str
+    url: str
+    publish_plain: PlainPublish
+
+
+def dramatiq_message(envelope_json: str, queue: str, actor: str, options: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "queue_name": queue,
+            "actor_name": actor,
+            "args": [envelope_json],
+            "kwargs": {},
+            "options": options,
+            "message_id": json.loads(envelope_json)["message_id"],
+            "message_timestamp": int(time.time() * 1000),
+        }
+    )
+
+
+def redis_publisher(client: redis.Redis) -> PlainPublish:
+    def publish(envelope_json: str, queue: str, actor: str) -> None:
+        redis_message_id = str(uuid.uuid4())
+        message = dramatiq_message(envelope_json, queue, actor, {"redis_message_id": redis_message_id})
+        with client.pipeline(transaction=True) as multi:  # MULTI ... EXEC
+            multi.hset(f"dramatiq:{queue}.msgs", redis_message_id, message)
+            multi.rpush(f"dramatiq:{queue}", redis_message_id)
+            multi.execute()
+
+    return publish
+
+
+def amqp_publisher(url: str) -> PlainPublish:
+    def publish(envelope_json: str, queue: str, actor: str) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                exchange="",
+                routing_key=queue,
+                body=dramatiq_message(envelope_json, queue, actor, {}),
+                properties=pika.BasicProperties(delivery_mode=2),
+                mandatory=True,
+            )
+        finally:
+            connection.close()
+
+    return publish
+
+
+def _rabbitmqctl(*args: str) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        raise BrokerUnavailable("rabbitmqctl not found: a throwaway vhost cannot be made")
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise BrokerUnavailable(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+@contextmanager
+def throwaway_vhost(base_url: str = RABBITMQ_URL) -> Iterator[str]:
+    """An AMQP URL of a fresh vhost on the local RabbitMQ, deleted afterwards.
+
+    Queues of the same names in other tests' vhosts are never touched.
+    """
+    try:
+        pika.BlockingConnection(pika.URLParameters(base_url)).close()
+    except pika.exceptions.AMQPError as error:
+        raise BrokerUnavailable(f"RabbitMQ at {base_url}: {type(error).__name__}: {error}") from None
+    parts = urlsplit(base_url)
+    vhost = f"dualwrite-e2e-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
