@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from shared.broker import BROKER_UNAVAILABLE, make_broker
+from shared.logging import configure_logging
 from shared.settings import Settings
 from shared.side_database import SideDatabase
 from workers.cli.exit_codes import ExitCode
@@ -92,6 +93,7 @@ def run_retry(args: argparse.Namespace, settings: Settings) -> int:
             "set DUALWRITE_BROKER_URL to a redis:// or amqp:// URL to retry jobs"
         )
         return ExitCode.CONFIGURATION
+    configure_logging(settings.log_level, settings.log_format)  # on stderr: stdout is the result
     job_ids = None if args.failed else [job_id.upper() for job_id in args.job_ids]
     try:
         database = open_dataverse_database(settings)

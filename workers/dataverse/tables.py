@@ -61,7 +61,7 @@ expenses = Table(
     "expenses",
     metadata,
     # Written by msdyn_expenses: one record per posted project expense line.
-    Column("expense_id", String(30), primary_key=True),
+    Column("expense_id", String(60), primary_key=True),
     Column("legal_entity", String(8), nullable=False, index=True),
     Column("report_id", String(30), nullable=False),
     Column("line_number", Integer, nullable=False),
@@ -75,7 +75,7 @@ expenses = Table(
     Column("accounting_currency", String(3), nullable=False),
     Column("project_cost_accounting", Money, nullable=False),
     Column("exchange_rate", Rate, nullable=False),
-    Column("voucher", String(30), nullable=False),
+    Column("voucher", String(60), nullable=False),
     Column("approval_status", String(16), nullable=False, default="pending", server_default="pending"),
 )
 
@@ -83,9 +83,9 @@ system_jobs = Table(
     "system_jobs",
     metadata,
     # One automated approval per expense record: the unique expense id makes a redelivery a no-op.
-    Column("job_id", String(30), primary_key=True),
+    Column("job_id", String(60), primary_key=True),
     Column("legal_entity", String(8), nullable=False),
-    Column("expense_id", String(30), nullable=False, unique=True),
+    Column("expense_id", String(60), nullable=False, unique=True),
     # The business document the job belongs to, so a retried job's messages join its trace.
     Column("correlation_id", String(200), nullable=False),
     Column("status", String(16), nullable=False),
@@ -101,9 +101,9 @@ system_jobs = Table(
 actuals = Table(
     "actuals",
     metadata,
-    Column("actual_id", String(30), primary_key=True),
+    Column("actual_id", String(60), primary_key=True),
     Column("legal_entity", String(8), nullable=False, index=True),
-    Column("expense_id", String(30), nullable=False, index=True),
+    Column("expense_id", String(60), nullable=False, index=True),
     Column("project_id", String(30), nullable=False),
     Column("expense_category", String(30), nullable=False),
     # Dataverse option values (contracts.fields.TransactionClassification, TransactionType).
@@ -117,7 +117,7 @@ actuals = Table(
     Column("exchange_rate", Rate, nullable=False),
     Column("skip_sync", Boolean, nullable=False, default=False, server_default=false()),
     # Written back by msdyn_actualpostings once finance posts the integration journal.
-    Column("voucher", String(30)),
+    Column("voucher", String(60)),
     Column("posted_on", Date),
     Column("posting_status", String(16), nullable=False, default="unposted", server_default="unposted"),
 )

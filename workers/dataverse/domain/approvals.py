@@ -80,17 +80,17 @@ def run_approval(
     return ApprovalOutcome(job_id=job_id, expense_id=expense.expense_id, actuals=tuple(actuals))
 
 
-#: A contract code holds at most 30 characters.
-MAX_CODE_LENGTH = 30
+#: A contract reference (expense id, actual id) holds at most 60 characters.
+MAX_REFERENCE_LENGTH = 60
 
 
 def actual_id(expense_id: str, suffix: str) -> str:
     """``<expense id>-COST`` or ``<expense id>-SALES``; a hash of the expense id when that is too long."""
     readable = f"{expense_id}-{suffix}"
-    if len(readable) <= MAX_CODE_LENGTH:
+    if len(readable) <= MAX_REFERENCE_LENGTH:
         return readable
     digest = hashlib.sha256(expense_id.encode("utf-8")).hexdigest().upper()
-    return f"ACT-{digest[: MAX_CODE_LENGTH - len(suffix) - 5]}-{suffix}"
+    return f"ACT-{digest[: MAX_REFERENCE_LENGTH - len(suffix) - 5]}-{suffix}"
 
 
 def _actual(expense: ExpenseRecord, transaction_type: TransactionType, suffix: str) -> Actual:

@@ -18,7 +18,7 @@ class JobStatus(StrEnum):
 def approval_job_id(expense_id: str) -> str:
     """The id of an expense record's automated-approval job, the same on every delivery.
 
-    A hash keeps it within the 30 characters of a contract code whatever the expense id; the job
+    A hash keeps it short (expense ids run to 60 characters) and the same for every delivery; the job
     table's unique expense id is what guarantees one job per record.
     """
     digest = hashlib.sha256(expense_id.encode("utf-8")).hexdigest()[:20].upper()

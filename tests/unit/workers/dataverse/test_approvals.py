@@ -11,7 +11,7 @@ import pytest
 from contracts.actuals import ActualV1
 from contracts.fields import ProjectStatus, TransactionClassification, TransactionType
 from workers.dataverse.domain.approvals import (
-    MAX_CODE_LENGTH,
+    MAX_REFERENCE_LENGTH,
     ApprovalRefused,
     actual_id,
     approve_expense,
@@ -130,17 +130,18 @@ def test_the_same_expense_always_gives_the_same_actual_ids() -> None:
     assert [a.actual_id for a in first] == [a.actual_id for a in again]
 
 
-def test_a_long_expense_id_still_gives_actual_ids_that_fit_a_contract_code() -> None:
-    long_id = "REPORT-2026-000123456789-L999"
+def test_a_long_expense_id_still_gives_actual_ids_that_fit_a_contract_reference() -> None:
+    long_id = "EXPENSE-REPORT/2026/USPM-000000000123456789/LINE-000999"
     ids = [actual_id(long_id, "COST"), actual_id(long_id, "SALES")]
 
-    assert all(len(each) <= MAX_CODE_LENGTH for each in ids)
+    assert len(long_id) == 55 and len(f"{long_id}-SALES") > MAX_REFERENCE_LENGTH
+    assert all(len(each) <= MAX_REFERENCE_LENGTH for each in ids)
     assert ids[0] != ids[1] and ids[1].endswith("-SALES")
     assert actual_id(long_id, "COST") == ids[0]
 
 
 def test_actuals_fit_the_msdyn_actuals_contract() -> None:
-    long_expense = expense(expense_id="REPORT-2026-000123456789-L999")
+    long_expense = expense(expense_id="EXPENSE-REPORT/2026/USPM-000000000123456789/LINE-000999")
     for actual in approve_expense(long_expense, project(), USPM_CATEGORIES):
         row = ActualV1(
             **{name: getattr(actual, name) for name in ActualV1.model_fields},
