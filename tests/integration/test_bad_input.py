@@ -1,0 +1,123 @@
+"""Bad input from a publisher that skipped validation: each message dies with its reason, and the worker goes on.
+
+The raw bodies go straight onto the queues (``Publisher.send_raw``), as a broken publisher in
+another language could put them there. Each ends as a row in the consuming side's dead letters
+(error type, reason naming what is wrong, the original body) and in dramatiq's dead-letter queue
+on the broker (``dramatiq:<queue>.XQ``); a good message sent afterwards is applied as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts.envelope import Side
+from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, Queue
+from tests.integration.support import DATAVERSE, FINANCE, FOUR_CLASSES, System
+from workers.dataverse import tables as dataverse
+
+
+def envelope(contract: str, version: int, rows: list[dict[str, Any]], legal_entity: str | None = None) -> dict[str, Any]:
+    return {
+        "message_id": str(uuid.uuid4()),
+        "contract": contract,
+        "version": version,
+        "source": "upstream",
+        "legal_entity": legal_entity,
+        "correlation_id": "bad-input",
+        "causation_id": None,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "payload": {"rows": rows},
+    }
+
+
+ESTIMATE_V2 = {"project_id": "PRJ-US-100", "line_number": 1, "expense_category": "HOTEL", "date": "2026-12-01",
+               "quantity": "3", "unit_cost": "120.00", "currency": "USD"}
+ESTIMATE_V1 = {"project_id": "PRJ-US-100", "line_number": 1, "expense_category": "HOTEL", "date": "2026-12-01",
+               "amount": "360.00", "currency": "USD"}
+
+
+@dataclass(frozen=True)
+class BadInput:
+    side: Side
+    queue: Queue
+    body: str
+    error_type: str
+    reason: tuple[str, ...]
+
+
+CASES = {
+    "malformed JSON": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        '{"message_id": "5b0e0c0e-0000-4000-8000-000000000001", "contract": "create_transaction_categories", "payload": {"rows": [',
+        "InvalidContract", ("envelope", "Invalid JSON"),
+    ),
+    "unknown contract": BadInput(
+        FINANCE, FINANCE_COMMANDS,
+        json.dumps(envelope("create_unicorns", 1, [{"category": "HOTEL"}])),
+        "UnknownContract", ("unknown contract 'create_unicorns'",),
+    ),
+    "unknown version": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_transaction_categories", 7, [{"category": "HOTEL", "name": "Hotel"}])),
+        "UnknownContractVersion", ("create_transaction_categories", "no version 7"),
+    ),
+    "missing field": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_transaction_categories", 1, [{"category": "HOTEL"}])),
+        "InvalidContract", ("payload.rows.0.name", "Field required"),
+    ),
+    "missing envelope field": BadInput(
+        FINANCE, FINANCE_COMMANDS,
+        json.dumps({k: v for k, v in envelope("enable_expense_on_shared_category", 1, [{"category": "HOTEL", "expense_type": "hotel"}]).items() if k != "correlation_id"}),
+        "InvalidContract", ("envelope.correlation_id", "Field required"),
+    ),
+    "negative amount": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 2, [{**ESTIMATE_V2, "unit_cost": "-120.00"}], "USPM")),
+        "InvalidContract", ("payload.rows.0.unit_cost", "greater than or equal to 0"),
+    ),
+    "negative amount from a v1 publisher": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 1, [{**ESTIMATE_V1, "amount": "-360.00"}], "USPM")),
+        "InvalidContract", ("create_expense_estimates v1", "payload.rows.0.amount", "greater than or equal to 0"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(system: System, case: str) -> None:
+    bad = CASES[case]
+
+    # Given a broken publisher puts a message on a queue without validating it
+    message_id = system.put_raw(bad.queue, bad.body)
+    system.settle()
+
+    # Then the consuming side recorded it as a permanent dead letter, at the first attempt, with its reason
+    [letter] = system.dead_letters(bad.side)
+    assert letter.message_id == message_id
+    assert letter.queue_name == bad.queue.name
+    assert (letter.error_kind, letter.error_type, letter.attempts) == ("permanent", bad.error_type, 1)
+    for fragment in bad.reason:
+        assert fragment in letter.error, f"reason {letter.error!r} does not name {fragment!r}"
+    assert letter.body == bad.body
+
+    # And the broker holds it in the queue's dead-letter queue; nothing was applied anywhere
+    assert [m["message_id"] for m in system.broker_dead_letters(bad.queue)] == [message_id]
+    assert system.applied(bad.side, message_id) == 0
+    assert system.outbox(bad.side) == []
+    assert system.shared_categories() == {}
+    assert system.count(DATAVERSE, dataverse.expense_estimates) == 0
+
+    # When a good message follows on the same queues
+    system.publish("create_transaction_categories", [{"category": "HOTEL", "name": "Hotel"}])
+    system.settle()
+
+    # Then the worker went on and applied it
+    assert system.shared_categories() == {"HOTEL": FOUR_CLASSES}
+    assert len(system.dead_letters(bad.side)) == 1
