@@ -293,7 +293,7 @@ def test_projects_reach_finance_with_their_status_through_msdyn_projects(dataver
     wait_until(lambda: len(dataverse.bridge_inbox("msdyn_projects")) == 4, timeout=WAIT, what="bridge carried msdyn_projects")
 
     # And another company cannot close a USPM project: refused with its reason, nothing changed
-    refused = publish(
+    publish(
         dataverse.runtime.broker, dataverse.registry, "set_project_status",
         {"rows": [{"project_id": "PRJ-US-1", "status": "closed"}]}, correlation_id="close:wrong-company", legal_entity="DEMF",
     )
@@ -303,7 +303,6 @@ def test_projects_reach_finance_with_their_status_through_msdyn_projects(dataver
         "rows.0: project 'PRJ-US-1' is owned by company USPM, not DEMF"
     ]
     assert dataverse.rows(select(tables.projects.c.status).where(tables.projects.c.project_id == "PRJ-US-1")) == [("active",)]
-    assert refused.message_id
 
 
 def test_a_closed_project_fails_the_approval_until_reopened_and_retried(dataverse: Dataverse) -> None:
