@@ -39,6 +39,8 @@ def settings_table() -> str:
         if name.endswith("_db_url"):
             side = name.removesuffix("_db_url")
             default = f"SQLite file `{side}.sqlite3` in `DUALWRITE_DATA_DIR`"
+        elif field.default is None:
+            default = "unset"
         elif field.default == EMBEDDED:
             default = f"`{EMBEDDED}` (in-process Redis)"
         else:

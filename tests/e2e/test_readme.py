@@ -66,3 +66,23 @@ def test_every_linked_schema_file_exists() -> None:
     assert links
     missing = [link for link in links if not (REPO / link).is_file()]
     assert not missing, f"README links to schema files that do not exist: {missing}"
+
+
+def test_every_path_in_the_layout_exists() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Layout") : text.index("## Why these libraries")]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    parent = ""
+    missing = []
+    for line in block.splitlines():
+        if not line.strip() or line.startswith(" " * 20):
+            continue  # a continued description
+        indented = line.startswith("  ")
+        names = [name.strip() for name in line.split("  ")[0 if not indented else 1].split(",")]
+        if not indented:
+            parent = names[0] if names[0].endswith("/") else ""
+        for name in names:
+            path = (parent if indented else "") + name
+            if not (REPO / path).exists():
+                missing.append(path)
+    assert not missing, f"README's Layout names paths that do not exist: {missing}"
