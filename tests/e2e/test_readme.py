@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import runpy
+import tomllib
 
 from tests.e2e.compose_file import REPO
 from workers.cli import build_parser
@@ -86,3 +87,14 @@ def test_every_path_in_the_layout_exists() -> None:
             if not (REPO / path).exists():
                 missing.append(path)
     assert not missing, f"README's Layout names paths that do not exist: {missing}"
+
+
+def test_every_dependency_is_explained_under_why_these_libraries() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    names = {re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("## Why these libraries") : text.index("## Measured figures")].lower()
+
+    unexplained = sorted(name for name in names if name not in table)
+    assert not unexplained, f"README's 'Why these libraries' does not explain: {unexplained}"
