@@ -64,5 +64,12 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("attempts", Integer, nullable=False),
         Column("body", Text, nullable=False),
         Column("dead_at", DateTime(timezone=True), nullable=False),
+        # What an operator did about it (``dualwrite dlq``); the row stays, as history.
+        # NULL while the letter is dead; replayed, edited, purged, or superseded by a later row.
+        Column("outcome", String(16)),
+        Column("resolved_at", DateTime(timezone=True)),
+        Column("resolved_by", String(128)),
+        #: The envelope sent back to the queue: the original upcast to the newest version, or an edit.
+        Column("replayed_body", Text),
     )
     return MessagingTables(inbox=inbox, outbox=outbox, dead_letters=dead_letters)

@@ -10,14 +10,16 @@ from pydantic import ValidationError
 
 from shared.settings import Settings
 from workers.cli import (
+    audit_command,
     contracts_command,
     demo_command,
+    dlq_command,
     finance_command,
     jobs_command,
     publish_command,
+    queues_command,
     reconcile_command,
     setup_command,
-    trace_command,
     worker_command,
 )
 from workers.cli.exit_codes import ExitCode
@@ -30,7 +32,9 @@ COMMANDS = (
     finance_command,
     reconcile_command,
     jobs_command,
-    trace_command,
+    queues_command,
+    dlq_command,
+    audit_command,
     contracts_command,
 )
 

@@ -1,0 +1,122 @@
+"""``dualwrite queues``: every queue's depth, with the table map and direction it belongs to."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from shared.settings import Settings
+from workers.cli.exit_codes import ExitCode
+from workers.cli.output import fail, print_json, print_table
+from workers.operations.broker_queues import BROKER_ERRORS, BrokerQueues, EmbeddedBrokerOutOfReach, open_broker_queues
+from workers.operations.queue_depths import QueueDepth, queue_depths
+
+DEFAULT_WATCH_SECONDS = 2.0
+CLEAR_SCREEN = "\033[H\033[2J"
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "queues",
+        help="ready, delayed, in-flight and dead messages of every queue",
+        description="Every queue of every table map and side: ready, delayed, in flight, dead, the age of "
+        "the oldest ready message, and the map and direction it belongs to.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (one document per refresh with --watch)")
+    parser.add_argument(
+        "--watch", nargs="?", type=float, const=DEFAULT_WATCH_SECONDS, metavar="SECONDS",
+        help=f"refresh every SECONDS (default {DEFAULT_WATCH_SECONDS:g}) until Ctrl-C",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.watch is not None and args.watch <= 0:
+        fail("--watch takes a number of seconds greater than 0")
+        return ExitCode.USAGE
+    try:
+        broker = open_broker_queues(settings)
+    except EmbeddedBrokerOutOfReach as error:
+        fail(str(error))
+        return ExitCode.CONFIGURATION
+    try:
+        if args.watch is None:
+            _show(broker, as_json=args.json, one_line=False)
+            return ExitCode.OK
+        # With --watch --json, one JSON document per line, for a script reading the stream.
+        watch(lambda: _show(broker, as_json=args.json, one_line=True), args.watch, clear=not args.json and sys.stdout.isatty())
+        return ExitCode.OK
+    except BROKER_ERRORS as error:
+        fail(f"broker unavailable at {settings.broker_url}: {type(error).__name__}: {error}")
+        return ExitCode.UNAVAILABLE
+    finally:
+        broker.close()
+
+
+def watch(refresh: Callable[[], None], seconds: float, *, clear: bool, rounds: int | None = None) -> None:
+    """Refresh every ``seconds`` until Ctrl-C (or ``rounds`` times)."""
+    done = 0
+    try:
+        while rounds is None or done < rounds:
+            if clear:
+                sys.stdout.write(CLEAR_SCREEN)
+            refresh()
+            sys.stdout.flush()
+            done += 1
+            if rounds is None or done < rounds:
+                time.sleep(seconds)
+    except KeyboardInterrupt:
+        pass
+
+
+def _show(broker: BrokerQueues, *, as_json: bool, one_line: bool) -> None:
+    depths = queue_depths(broker, datetime.now(UTC))
+    if not as_json:
+        _table(broker, depths)
+        return
+    document = {
+        "broker": broker.kind,
+        "at": datetime.now(UTC).isoformat(),
+        "in_flight": broker.in_flight_meaning,
+        "queues": [depth.as_json() for depth in depths],
+    }
+    if one_line:
+        print(json.dumps(document, default=str))
+    else:
+        print_json(document)
+
+
+def _table(broker: BrokerQueues, depths: list[QueueDepth]) -> None:
+    print_table(
+        ["QUEUE", "MAP", "DIRECTION", "READY", "DELAYED", "IN FLIGHT", "DEAD", "OLDEST READY", "CONSUMERS"],
+        [
+            [
+                d.queue.name, d.queue.table_map or "(commands)", d.queue.direction, d.counts.ready,
+                _known(d.counts.delayed), _known(d.counts.in_flight), d.counts.dead,
+                _age(d.oldest_ready_age, d.counts.ready, broker), _known(d.counts.consumers),
+            ]
+            for d in depths
+        ],
+    )
+    print(f"{broker.kind} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; in flight: {broker.in_flight_meaning}")
+
+
+def _known(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def _age(seconds: float | None, ready: int, broker: BrokerQueues) -> str:
+    if seconds is None:
+        return "n/a" if ready and broker.kind != "redis" else "-"
+    whole = int(seconds)
+    if whole >= 86_400:
+        return f"{whole // 86_400}d{whole % 86_400 // 3_600:02d}h"
+    if whole >= 3_600:
+        return f"{whole // 3_600}h{whole % 3_600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{seconds:.1f}s"

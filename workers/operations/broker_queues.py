@@ -1,0 +1,168 @@
+"""What the operator tools ask of a broker: queue depths, and the dead-letter queues (``<queue>.XQ``).
+
+Two implementations, one per broker: :mod:`workers.operations.redis_queues` reads dramatiq's Redis
+keys, :mod:`workers.operations.rabbitmq_queues` uses kombu (passive declares for counts, the
+``.XQ`` queues browsed and drained; the work queues are never consumed). Messages sent back to a
+queue go through dramatiq's own broker, so a replayed message is exactly what a publisher sends.
+
+The embedded broker lives inside the process that created it (``dualwrite demo``, a test): a
+command cannot reach it from outside. In that process, wrap its broker with
+:func:`broker_queues_for`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import amqp.exceptions
+import dramatiq
+import kombu.exceptions
+import redis.exceptions
+from dramatiq.brokers.redis import RedisBroker
+
+from shared.broker import BROKER_UNAVAILABLE, make_broker
+from shared.errors import ConfigurationError
+from shared.publisher import Publisher
+from shared.settings import Settings
+
+
+class EmbeddedBrokerOutOfReach(ConfigurationError):
+    """Raised when an operator command is pointed at the embedded broker, which lives in another process."""
+
+
+#: What an operator command sees when the broker is down, refuses the credentials or has no such vhost.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    *BROKER_UNAVAILABLE,
+    redis.exceptions.RedisError,
+    amqp.exceptions.AMQPError,
+    kombu.exceptions.OperationalError,
+    OSError,
+)
+
+EMBEDDED_OUT_OF_REACH = (
+    "the embedded broker lives inside one process (dualwrite demo) and cannot be reached from here; "
+    "set DUALWRITE_BROKER_URL to the redis:// or amqp:// URL the workers use"
+)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """One queue as the broker sees it; None where the broker cannot tell."""
+
+    ready: int
+    delayed: int | None
+    in_flight: int | None
+    dead: int
+    #: RabbitMQ knows how many consumers a queue has; Redis does not.
+    consumers: int | None
+    #: When the oldest ready message was first enqueued (None: the queue is empty, or the broker cannot tell).
+    oldest_ready_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BrokerLetter:
+    """A dead letter as the broker holds it: the dramatiq message, and when it died."""
+
+    queue_name: str
+    message: dict[str, Any]
+    dead_at: datetime | None
+    #: The broker's own handle on this copy (a Redis message id, an AMQP delivery tag).
+    handle: Any = field(compare=False, repr=False)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message.get("message_id", ""))
+
+    @property
+    def body(self) -> str:
+        """The envelope JSON (the dramatiq message's single argument)."""
+        args = self.message.get("args") or []
+        return args[0] if args and isinstance(args[0], str) else json.dumps(args)
+
+
+def parse_dramatiq_message(raw: bytes | str) -> dict[str, Any]:
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return {"message_id": "", "args": [raw.decode(errors="replace") if isinstance(raw, bytes) else raw]}
+    return message if isinstance(message, dict) else {"message_id": "", "args": [json.dumps(message)]}
+
+
+class HeldDeadLetters(ABC):
+    """The dead letters of one queue, taken for a repair: remove some, and the rest stay where they were.
+
+    Only the copies taken here can be removed: a letter that dies again while the repair runs (its
+    replay failed once more) is a new copy, and stays dead.
+    """
+
+    letters: list[BrokerLetter]
+
+    @abstractmethod
+    def remove(self, letters: Iterable[BrokerLetter]) -> int:
+        """Take these copies off the dead-letter queue; how many were removed."""
+
+
+class BrokerQueues(ABC):
+    """Operator access to one broker's queues."""
+
+    kind: str
+    #: What "in flight" means on this broker, for people reading the numbers.
+    in_flight_meaning: str
+
+    def __init__(self, broker: dramatiq.Broker, *, owns_broker: bool = False) -> None:
+        self.broker = broker
+        self.owns_broker = owns_broker
+
+    @abstractmethod
+    def counts(self, queue_names: Sequence[str]) -> dict[str, QueueCounts]:
+        """The depths of each named queue."""
+
+    @abstractmethod
+    def hold_dead_letters(self, queue_name: str) -> AbstractContextManager[HeldDeadLetters]:
+        """The queue's dead letters, held until the block ends; those not removed are put back."""
+
+    def dead_letters(self, queue_name: str) -> list[BrokerLetter]:
+        with self.hold_dead_letters(queue_name) as held:
+            return list(held.letters)
+
+    def enqueue(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
+        """Send an envelope to a work queue as a fresh dramatiq message (no retries counted yet)."""
+        Publisher(self.broker).send_raw(queue_name, actor_name, message_id, body)
+
+    def close(self) -> None:
+        """Let go of the connections opened here, and of the broker when it was opened for us."""
+        if self.owns_broker:
+            self.broker.close()
+
+
+def broker_queues_for(broker: dramatiq.Broker, url: str | None = None, *, owns_broker: bool = False) -> BrokerQueues:
+    """Operator access through a dramatiq broker this process already holds (the embedded one too).
+
+    ``close()`` leaves that broker open unless ``owns_broker``.
+    """
+    from workers.operations.rabbitmq_queues import RabbitmqQueues
+    from workers.operations.redis_queues import RedisQueues
+
+    if isinstance(broker, RedisBroker):
+        return RedisQueues(broker, owns_broker=owns_broker)
+    if url is None:
+        raise ValueError("RabbitMQ access needs the broker URL")
+    return RabbitmqQueues(broker, url, owns_broker=owns_broker)
+
+
+def open_broker_queues(settings: Settings) -> BrokerQueues:
+    """Operator access to the broker the settings name; raises EmbeddedBrokerOutOfReach for embedded://."""
+    if settings.embedded_broker:
+        raise EmbeddedBrokerOutOfReach(EMBEDDED_OUT_OF_REACH)
+    return broker_queues_for(make_broker(settings), settings.broker_url, owns_broker=True)
+
+
+def iter_chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,222 @@
+"""Repairing dead letters: replay (as they were, or edited) and purge, each written to the audit log.
+
+A replay sends the letter back to its original queue under the same message id (the consumer's
+inbox still makes a second delivery a no-op), after its contract is upcast to the newest version
+and validated again: the envelope sent is the newest version. A letter that still fails validation
+is not sent; it stays dead and its new reason is recorded. The body replayed comes from the
+side's row, so a letter whose broker copy has expired can be replayed too.
+
+Order of the steps, per letter: send, then take the broker's copy off ``<queue>.XQ``, then mark
+the row. A crash in between leaves the letter listed as dead; replaying it again sends a
+duplicate that the inbox ignores. Nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.envelope import Envelope
+from contracts.registry import ContractRegistry, describe_validation_error, payload_of
+from shared.errors import InvalidContract, PermanentError
+from shared.logging import get_logger
+from workers.operations.audit import AuditLog
+from workers.operations.broker_queues import BrokerQueues, HeldDeadLetters
+from workers.operations.dead_letter_queue import DeadLetter
+from workers.operations.dead_letter_records import DeadLetterLedgers, Outcome
+
+log = get_logger(__name__)
+
+#: progress(done, total), called after each letter.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message_id: str
+    error_type: str
+    error: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"message_id": self.message_id, "error_type": self.error_type, "error": self.error}
+
+
+@dataclass
+class RepairReport:
+    """What a replay, edit or purge did."""
+
+    action: str
+    target: str
+    done: list[str] = field(default_factory=list)
+    #: Letters not sent because they still do not validate; they stay dead with this reason.
+    refused: list[Refusal] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "count": len(self.done),
+            "message_ids": self.done,
+            "refused": [refusal.as_json() for refusal in self.refused],
+        }
+
+
+class DeadLetterRepair:
+    """Replays, edits and purges dead letters on one broker, for one operator."""
+
+    def __init__(
+        self,
+        ledgers: DeadLetterLedgers,
+        broker: BrokerQueues,
+        registry: ContractRegistry,
+        audit: AuditLog,
+        operator: str,
+    ) -> None:
+        self.ledgers = ledgers
+        self.broker = broker
+        self.registry = registry
+        self.audit = audit
+        self.operator = operator
+
+    def replay(self, letters: list[DeadLetter], target: str, progress: Progress | None = None) -> RepairReport:
+        """Send each letter back to its queue as the newest version of its contract."""
+        report = RepairReport("replay", target)
+        with self._audited(report):
+            for queue_name, held, letter in self._held(letters, progress, report):
+                try:
+                    body = newest_version_of(self.registry, letter.body)
+                except PermanentError as error:
+                    self._refuse(letter, error, report)
+                    continue
+                self._send_back(queue_name, held, letter, body, Outcome.REPLAYED)
+                report.done.append(letter.message_id)
+        return report
+
+    def edit(self, letter: DeadLetter, correction: "Correction", target: str) -> RepairReport:
+        """Replay a corrected payload (or whole envelope) in place of the original; both are kept.
+
+        Nothing is sent, recorded or audited when the correction does not validate: the error says why.
+        """
+        body = newest_version_of(self.registry, corrected_envelope(letter, correction))
+        report = RepairReport("edit", target)
+        with self._audited(report, source=correction.source):
+            with self.broker.hold_dead_letters(letter.queue_name) as held:
+                self._send_back(letter.queue_name, held, letter, body, Outcome.EDITED)
+            report.done.append(letter.message_id)
+        return report
+
+    def purge(self, letters: list[DeadLetter], target: str, progress: Progress | None = None) -> RepairReport:
+        """Take the letters off the broker for good; their rows stay, marked purged."""
+        report = RepairReport("purge", target)
+        with self._audited(report):
+            for _queue_name, held, letter in self._held(letters, progress, report):
+                held.remove(_copies_of(held, letter))
+                if letter.record is not None:
+                    self.ledgers.resolve(letter.record, Outcome.PURGED, self.operator)
+                report.done.append(letter.message_id)
+        return report
+
+    def _held(self, letters: list[DeadLetter], progress: Progress | None, report: RepairReport) -> Iterable[tuple[str, HeldDeadLetters, DeadLetter]]:
+        """Each letter with its queue's dead letters held, one queue at a time; progress after each."""
+        by_queue: dict[str, list[DeadLetter]] = defaultdict(list)
+        for letter in letters:
+            by_queue[letter.queue_name].append(letter)
+        handled = 0
+        for queue_name, queued in by_queue.items():
+            with self.broker.hold_dead_letters(queue_name) as held:
+                for letter in queued:
+                    yield queue_name, held, letter
+                    handled += 1
+                    if progress is not None:
+                        progress(handled, len(letters))
+
+    def _send_back(self, queue_name: str, held: HeldDeadLetters, letter: DeadLetter, body: str, outcome: str) -> None:
+        self.broker.enqueue(queue_name, letter.actor_name, letter.message_id, body)
+        held.remove(_copies_of(held, letter))
+        if letter.record is not None:
+            self.ledgers.resolve(letter.record, outcome, self.operator, replayed_body=body)
+        log.info("dead letter sent back", message_id=letter.message_id, queue=queue_name, outcome=outcome)
+
+    def _refuse(self, letter: DeadLetter, error: PermanentError, report: RepairReport) -> None:
+        if letter.record is not None:
+            self.ledgers.supersede(letter.record, error, self.operator)
+        report.refused.append(Refusal(letter.message_id, type(error).__name__, str(error)))
+        log.warning("dead letter still invalid, left dead", message_id=letter.message_id, error=str(error))
+
+    def _audited(self, report: RepairReport, **details: Any) -> "_AuditOnExit":
+        return _AuditOnExit(self.audit, self.operator, report, details)
+
+
+class _AuditOnExit:
+    """Writes the audit row when the repair ends, with what was done even if it stopped half-way."""
+
+    def __init__(self, audit: AuditLog, operator: str, report: RepairReport, details: dict[str, Any]) -> None:
+        self.audit, self.operator, self.report, self.details = audit, operator, report, details
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, _tb: Any) -> None:
+        report = self.report
+        if not report.done and not report.refused and error is None:
+            return
+        details = {"message_ids": report.done, "refused": [r.as_json() for r in report.refused], **self.details}
+        if error is not None:
+            details["stopped_by"] = f"{type(error).__name__}: {error}"
+        self.audit.record(self.operator, report.action, report.target, len(report.done), details)
+
+
+def _copies_of(held: HeldDeadLetters, letter: DeadLetter) -> list[Any]:
+    return [copy for copy in held.letters if copy.message_id == letter.message_id]
+
+
+def newest_version_of(registry: ContractRegistry, body: str) -> str:
+    """The envelope upcast to the newest version of its contract and validated; raises PermanentError."""
+    decoded = registry.decode(body)
+    envelope = decoded.envelope.model_copy(update={"version": decoded.version, "payload": payload_of(decoded.payload)})
+    return envelope.model_dump_json()
+
+
+@dataclass(frozen=True)
+class Correction:
+    """An operator's correction of a dead letter: a payload, or a whole envelope (a document with ``payload``)."""
+
+    document: dict[str, Any]
+    #: Where it came from (a file name), for the audit log.
+    source: str
+    #: The version the payload is written in (default: the original's).
+    version: int | None = None
+    legal_entity: str | None = None
+
+
+def corrected_envelope(letter: DeadLetter, correction: Correction) -> str:
+    """The letter's envelope with the correction applied; raises InvalidContract when it is no envelope.
+
+    A whole envelope replaces the original but keeps its message id; a payload replaces only the
+    payload. Either way ``version`` and ``legal_entity``, when given, override the document's.
+    """
+    if "payload" in correction.document:
+        corrected = {**correction.document, "message_id": letter.message_id}
+    else:
+        corrected = {**_json_object(letter.body), "payload": correction.document}
+    if correction.version is not None:
+        corrected["version"] = correction.version
+    if correction.legal_entity is not None:
+        corrected["legal_entity"] = correction.legal_entity
+    try:
+        return Envelope.model_validate(corrected).model_dump_json()
+    except ValidationError as error:
+        raise InvalidContract(describe_validation_error(error, "envelope.")) from None
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,122 @@
+"""The operator tools on Redis: dramatiq's keys read and edited with redis-py.
+
+dramatiq (``brokers/redis/dispatch.lua``) keeps, per queue ``q`` and namespace ``dramatiq``:
+
+- ``dramatiq:q``: a list of Redis message ids ready to fetch; ``dramatiq:q.msgs``: id -> message,
+  for ready and fetched messages alike (an ack deletes the entry);
+- ``dramatiq:__acks__.<worker id>.q``: a set per worker of the messages it fetched and has not
+  acked yet (in flight, prefetched ones included);
+- ``dramatiq:q.DQ`` and ``dramatiq:q.DQ.msgs``: the delay queue (retries waiting for their time).
+  A worker fetches delayed messages at once and holds them until due, so they are counted from the
+  ``.DQ.msgs`` hash, which keeps them until they move back to ``q``;
+- ``dramatiq:q.XQ``: dead letters, a sorted set of Redis ids scored by the time of death (ms),
+  with their messages in ``dramatiq:q.XQ.msgs``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from dramatiq.brokers.redis import RedisBroker
+
+from workers.operations.broker_queues import (
+    BrokerLetter,
+    BrokerQueues,
+    HeldDeadLetters,
+    QueueCounts,
+    iter_chunks,
+    parse_dramatiq_message,
+)
+
+
+class RedisQueues(BrokerQueues):
+    kind = "redis"
+    in_flight_meaning = "fetched by a worker and not acked yet (prefetched included)"
+
+    def __init__(self, broker: RedisBroker, *, owns_broker: bool = False) -> None:
+        super().__init__(broker, owns_broker=owns_broker)
+        self.client = broker.client
+        self.namespace = broker.namespace
+
+    def key(self, name: str) -> str:
+        return f"{self.namespace}:{name}"
+
+    def counts(self, queue_names: Sequence[str]) -> dict[str, QueueCounts]:
+        in_flight = self._in_flight()
+        with self.client.pipeline(transaction=False) as pipe:
+            for name in queue_names:
+                pipe.llen(self.key(name))
+                pipe.hlen(self.key(f"{name}.DQ.msgs"))
+                pipe.zcard(self.key(f"{name}.XQ"))
+                pipe.lindex(self.key(name), 0)
+            replies = pipe.execute()
+        counts = {}
+        for index, name in enumerate(queue_names):
+            ready, delayed, dead, head = replies[index * 4 : index * 4 + 4]
+            counts[name] = QueueCounts(
+                ready=ready,
+                delayed=delayed,
+                in_flight=in_flight[name],
+                dead=dead,
+                consumers=None,
+                oldest_ready_at=self._enqueued_at(name, head),
+            )
+        return counts
+
+    def _in_flight(self) -> Counter[str]:
+        """Fetched-but-unacked messages per queue, from every worker's ack sets."""
+        prefix = self.key("__acks__.")
+        keys = [key.decode() if isinstance(key, bytes) else key for key in self.client.scan_iter(match=f"{prefix}*", count=500)]
+        if not keys:
+            return Counter()
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.scard(key)
+            sizes = pipe.execute()
+        found: Counter[str] = Counter()
+        for key, size in zip(keys, sizes):
+            # <prefix><worker id>.<queue>: worker ids are UUIDs, without dots
+            _worker, _, queue_name = key[len(prefix) :].partition(".")
+            found[queue_name] += size
+        return found
+
+    def _enqueued_at(self, queue_name: str, redis_message_id: bytes | None) -> datetime | None:
+        if redis_message_id is None:
+            return None
+        raw = self.client.hget(self.key(f"{queue_name}.msgs"), redis_message_id)
+        if raw is None:  # fetched meanwhile
+            return None
+        timestamp = parse_dramatiq_message(raw).get("message_timestamp")
+        return datetime.fromtimestamp(timestamp / 1000, UTC) if isinstance(timestamp, int | float) else None
+
+    @contextmanager
+    def hold_dead_letters(self, queue_name: str) -> Iterator[HeldDeadLetters]:
+        # Nothing to hold on Redis: a snapshot of the Redis ids is enough to remove exactly these copies.
+        yield _RedisDeadLetters(self, queue_name)
+
+
+class _RedisDeadLetters(HeldDeadLetters):
+    def __init__(self, queues: RedisQueues, queue_name: str) -> None:
+        self.client = queues.client
+        self.ids_key = queues.key(f"{queue_name}.XQ")
+        self.messages_key = f"{self.ids_key}.msgs"
+        members = self.client.zrange(self.ids_key, 0, -1, withscores=True)
+        stored = self.client.hmget(self.messages_key, [member for member, _ in members]) if members else []
+        self.letters = [
+            BrokerLetter(queue_name, parse_dramatiq_message(raw), datetime.fromtimestamp(score / 1000, UTC), handle=member)
+            for (member, score), raw in zip(members, stored)
+            if raw is not None
+        ]
+
+    def remove(self, letters: Iterable[BrokerLetter]) -> int:
+        handles = [letter.handle for letter in letters]
+        removed = 0
+        for chunk in iter_chunks(handles):
+            with self.client.pipeline(transaction=True) as multi:
+                multi.zrem(self.ids_key, *chunk)
+                multi.hdel(self.messages_key, *chunk)
+                removed += multi.execute()[0]
+        return removed
