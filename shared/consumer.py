@@ -19,6 +19,7 @@ from contracts.queues import Queue
 from contracts.registry import ContractRegistry, Decoded
 from shared.errors import PermanentError, WrongQueue
 from shared.logging import bind_message_context, get_logger
+from shared.metrics import Metrics
 from shared.outbox import OutboxRelay
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
@@ -48,6 +49,7 @@ class Consumer:
     registry: ContractRegistry
     database: SideDatabase
     relay: OutboxRelay
+    metrics: Metrics | None = None
     #: Test seam: called after the commit and before the relay, to simulate a crash there.
     after_commit: FaultHook | None = field(default=None)
 
@@ -76,10 +78,15 @@ class Consumer:
         with UnitOfWork(self.database, self.side, cause=message.envelope) as uow:
             if not uow.claim(message, self.endpoint.queue, enqueued_at):
                 log.info("duplicate message ignored")
+                if self.metrics is not None:
+                    self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)
                 return
             handler(message, uow)
             uow.commit()
-        log.info("message applied", rows=len(message.payload.rows), emitted=len(uow.emitted))
+        rows = len(message.payload.rows)
+        log.info("message applied", rows=rows, emitted=len(uow.emitted))
+        if self.metrics is not None:
+            self.metrics.applied(self.endpoint.queue, message.envelope.contract, rows)
 
 
 def _enqueued_at(current: dramatiq.Message[Any] | None) -> datetime | None:

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     )
     journal_max_lines: int = Field(default=200, ge=1, le=10_000, description="Lines per integration journal header")
 
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        description="Serve Prometheus metrics at http://host:PORT/metrics; worker process N of a side "
+        "uses PORT + N. Unset: no metrics endpoint",
+    )
+    metrics_address: str = Field(default="0.0.0.0", description="Address the metrics endpoint listens on")
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, url: str) -> str:

@@ -13,6 +13,7 @@ from contracts.envelope import Side
 from contracts.registry import ContractRegistry
 from shared.consumer import Consumer, Endpoint, declare_actor
 from shared.messaging_tables import MessagingTables
+from shared.metrics import Metrics, SideGauge
 from shared.outbox import OutboxRelay
 from shared.periodic import PeriodicTask
 from shared.publisher import Publisher
@@ -30,6 +31,8 @@ class SideSpec:
     endpoints: Callable[[], list[Endpoint]]
     #: Background work of the side besides its consumers (finance: Import from staging).
     periodic: Callable[["SideRuntime", Settings], list[PeriodicTask]] | None = None
+    #: Figures the side reads from its database for Prometheus (finance: integration account balance).
+    gauges: tuple[SideGauge, ...] = ()
 
 
 @dataclass
@@ -67,12 +70,16 @@ def open_database(spec: SideSpec, settings: Settings) -> SideDatabase:
 
 
 def assemble_side(
-    spec: SideSpec, settings: Settings, broker: dramatiq.Broker, registry: ContractRegistry
+    spec: SideSpec,
+    settings: Settings,
+    broker: dramatiq.Broker,
+    registry: ContractRegistry,
+    metrics: Metrics | None = None,
 ) -> SideRuntime:
     database = open_database(spec, settings)
     relay = OutboxRelay(database, Publisher(broker).send_raw)
     consumers = [
-        Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay)
+        Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, metrics=metrics)
         for endpoint in spec.endpoints()
     ]
     runtime = SideRuntime(spec=spec, database=database, relay=relay, consumers=consumers)

@@ -40,12 +40,18 @@ def serve(settings: Settings, sides: list[Side]) -> int:
         log.error("database unavailable", error=str(error.orig))
         runtime.stop()
         return ExitCode.UNAVAILABLE
-    runtime.start()
+    try:
+        runtime.start()
+    except OSError as error:  # the metrics port is taken (or not ours to bind)
+        log.error("metrics endpoint unavailable", address=settings.metrics_address, port=settings.metrics_port, error=str(error))
+        runtime.stop()
+        return ExitCode.UNAVAILABLE
     log.info(
         "worker started",
         sides=[side.value for side in sides],
         queues=sorted(q for each in runtime.sides.values() for q in each.queue_names),
         threads=settings.worker_threads,
+        metrics_port=settings.metrics_port,
     )
     stopping.wait()
     runtime.stop()
@@ -59,7 +65,7 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
         return serve(settings, sides)
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_child, args=(settings, sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
+        context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
         for n in range(processes)
     ]
     for child in children:
@@ -75,6 +81,13 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
     for child in children:
         child.join()
     return max(child.exitcode or 0 for child in children)
+
+
+def process_settings(settings: Settings, index: int) -> Settings:
+    """The settings of process ``index`` of a worker: its own metrics port, ``DUALWRITE_METRICS_PORT`` + index."""
+    if settings.metrics_port is None:
+        return settings
+    return settings.model_copy(update={"metrics_port": settings.metrics_port + index})
 
 
 def _child(settings: Settings, sides: list[Side]) -> None:

@@ -17,7 +17,10 @@ from contracts.envelope import Side
 from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
 from shared.broker import make_broker
+from shared.metrics import Metrics, MetricsExporter
 from shared.middleware.dead_letter_ledger import DeadLetterLedger
+from shared.middleware.metrics import DeadLetterMetrics
+from shared.middleware.prometheus import DramatiqPrometheus
 from shared.settings import Settings
 from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
@@ -43,8 +46,9 @@ class Runtime:
         self.settings = settings
         self.broker = broker or make_broker(settings)
         self.registry = registry or default_registry()
+        self.metrics = Metrics()
         self.sides: dict[Side, SideRuntime] = {
-            side: assemble_side(SPECS[side], settings, self.broker, self.registry) for side in sides
+            side: assemble_side(SPECS[side], settings, self.broker, self.registry, self.metrics) for side in sides
         }
         # dramatiq runs "after" hooks in reverse order: placed before Retries, the ledger runs
         # after Retries has decided whether the failure is final.
@@ -52,8 +56,18 @@ class Runtime:
             DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names}),
             before=Retries,
         )
+        self._add_metrics_middleware()
         self.background = [task for runtime in self.sides.values() for task in runtime.background_tasks(settings)]
         self.worker: dramatiq.Worker | None = None
+        self.exporter: MetricsExporter | None = None
+
+    def _add_metrics_middleware(self) -> None:
+        """dramatiq's message metrics and our dead-letter counter, both feeding this runtime's registry."""
+        consumed = {c.endpoint.queue.name: c.endpoint.queue for runtime in self.sides.values() for c in runtime.consumers}
+        self.metrics_middleware = [DramatiqPrometheus(self.metrics.registry), DeadLetterMetrics(self.metrics, consumed)]
+        self.broker.add_middleware(self.metrics_middleware[0])
+        self.broker.add_middleware(self.metrics_middleware[1], before=Retries)  # after Retries decided, as the ledger
+        self.metrics.watch((runtime.database, runtime.spec.gauges) for runtime in self.sides.values())
 
     def side(self, side: Side) -> SideRuntime:
         return self.sides[side]
@@ -63,6 +77,9 @@ class Runtime:
             runtime.database.create_tables()
 
     def start(self) -> None:
+        """Serve the metrics (when a port is set), then consume; a port in use raises OSError first."""
+        if self.settings.metrics_port is not None:
+            self.exporter = MetricsExporter.start(self.metrics.registry, self.settings.metrics_address, self.settings.metrics_port)
         queues = {name for runtime in self.sides.values() for name in runtime.queue_names}
         self.worker = dramatiq.Worker(
             self.broker, queues=queues, worker_threads=self.settings.worker_threads, worker_timeout=100
@@ -78,6 +95,12 @@ class Runtime:
             self.worker = None
             for task in self.background:
                 task.stop()  # a last run: sends what the last messages committed
+        if self.exporter is not None:
+            self.exporter.stop()
+            self.exporter = None
+        for middleware in self.metrics_middleware:
+            if middleware in self.broker.middleware:
+                self.broker.middleware.remove(middleware)
         self.broker.close()
         for runtime in self.sides.values():
             runtime.database.dispose()

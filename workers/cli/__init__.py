@@ -20,6 +20,7 @@ from workers.cli import (
     queues_command,
     reconcile_command,
     setup_command,
+    trace_command,
     worker_command,
 )
 from workers.cli.exit_codes import ExitCode
@@ -35,6 +36,7 @@ COMMANDS = (
     queues_command,
     dlq_command,
     audit_command,
+    trace_command,
     contracts_command,
 )
 

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             timing = f"waited {hop.waited_ms} ms, ran {hop.ran_ms} ms" if hop.ran_ms is not None else ""
             version = f" v{hop.version}" if hop.version else ""
             rows = f", {hop.rows} row(s)" if hop.rows is not None else ""
-            print(f"     {hop.side:<9} {hop.queue:<48} {hop.contract}{version}{rows}  {hop.result}  {timing}".rstrip())
+            result = f"{hop.result}: {hop.detail}" if hop.detail else hop.result
+            print(f"     {hop.side:<9} {hop.queue:<48} {hop.contract}{version}{rows}  {result}  {timing}".rstrip())
         print(f"   {'ok  ' if step.ok else 'FAIL'} {step.outcome}\n")
 
     runtime = Runtime(demo_settings)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from contracts.envelope import Side
 from shared.side_database import SideDatabase
 from workers.runtime import Runtime
-from workers.tracing import Hop, hops
+from workers.operations.hops import Hop, hops
 from workers.upstream import publish
 
 

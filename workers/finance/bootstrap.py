@@ -22,6 +22,7 @@ from workers.finance import expense_report_handlers as reports
 from workers.finance import handlers
 from workers.finance.domain.integration_journal import Period
 from workers.finance.integration import ImportPolicy, run_integration, stage_actuals
+from workers.finance.metrics import EXPENSE_INTEGRATION_BALANCE
 from workers.finance.tables import messaging, metadata
 
 
@@ -62,4 +63,11 @@ def periodic(runtime: SideRuntime, settings: Settings) -> list[PeriodicTask]:
     ]
 
 
-SPEC = SideSpec(side=Side.FINANCE, metadata=metadata, messaging=messaging, endpoints=endpoints, periodic=periodic)
+SPEC = SideSpec(
+    side=Side.FINANCE,
+    metadata=metadata,
+    messaging=messaging,
+    endpoints=endpoints,
+    periodic=periodic,
+    gauges=(EXPENSE_INTEGRATION_BALANCE,),
+)
