@@ -59,6 +59,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     redis_options = {
         "middleware": middleware,
         "heartbeat_timeout": settings.heartbeat_timeout_ms,
+        "maintenance_chance": settings.redis_maintenance_chance,
         "dead_message_ttl": settings.dead_letter_ttl_days * DAY_MS,
     }
     if settings.embedded_broker:

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     heartbeat_timeout_ms: int = Field(
         default=60_000, ge=1_000, description="Redis: a dead worker's messages come back after this"
     )
+    redis_maintenance_chance: int = Field(
+        default=1_000,
+        ge=0,
+        le=1_000_000,
+        description="Redis: broker commands per million that run queue maintenance, the pass that requeues "
+        "a dead worker's messages (at 1000, minutes after the heartbeat timeout on an idle system)",
+    )
     dead_letter_ttl_days: int = Field(
         default=30, ge=1, description="How long the broker keeps dead letters (the database keeps them for good)"
     )

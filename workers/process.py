@@ -7,6 +7,7 @@ outbox relay sends what they committed.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import signal
 import threading
 from types import FrameType
@@ -60,27 +61,63 @@ def serve(settings: Settings, sides: list[Side]) -> int:
 
 
 def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
-    """Run ``processes`` copies of :func:`serve`; signals are passed on to every child."""
+    """Run ``processes`` copies of :func:`serve`, pass SIGTERM and SIGINT on to every child.
+
+    A child killed by a signal (SIGKILL, the OOM killer) is logged with its status and started
+    again; its unacknowledged messages come back to the queues (RabbitMQ: at once; Redis: after the
+    heartbeat timeout). A child that exits with an error of its own (database unavailable, metrics
+    port taken) stops the others, and the supervisor exits with that child's status.
+    """
     if processes == 1:
         return serve(settings, sides)
     context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
-        for n in range(processes)
-    ]
-    for child in children:
+    stopping = threading.Event()
+
+    def spawn(n: int) -> multiprocessing.process.BaseProcess:
+        child = context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
         child.start()
+        return child
+
+    children = {n: spawn(n) for n in range(processes)}
+    signalled: set[int | None] = set()
 
     def _forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            if child.is_alive():
-                child.terminate()  # SIGTERM: each child stops gracefully
+        stopping.set()
+        for child in list(children.values()):
+            if child.is_alive() and child.pid not in signalled:
+                # SIGTERM, once: each child stops gracefully. A second one could reach a child
+                # that is already exiting, when Python has put back the default action (death).
+                signalled.add(child.pid)
+                child.terminate()
 
     signal.signal(signal.SIGTERM, _forward)
     signal.signal(signal.SIGINT, _forward)
-    for child in children:
+    failed: int | None = None
+    while not stopping.is_set():
+        multiprocessing.connection.wait([child.sentinel for child in children.values()], timeout=1.0)
+        for n, child in list(children.items()):
+            code = child.exitcode
+            if code is None or stopping.is_set():
+                continue
+            if code > 0:
+                log.error("worker process failed; stopping the others", process=child.name, pid=child.pid, exit_code=code)
+                failed = code
+                _forward(signal.SIGTERM, None)
+                break
+            reason = signal.Signals(-code).name if code < 0 else "exit 0"
+            log.error("worker process died; starting another", process=child.name, pid=child.pid, exit_code=code, reason=reason)
+            children[n] = spawn(n)
+    _forward(signal.SIGTERM, None)  # a child started while the signal arrived has not had it yet
+    for child in children.values():
         child.join()
-    return max(child.exitcode or 0 for child in children)
+        if child.exitcode and not (child.exitcode == -signal.SIGTERM and child.pid in signalled):
+            log.error("worker process exited", process=child.name, pid=child.pid, exit_code=child.exitcode)
+    if failed is not None:
+        return failed
+    # Killed by our own SIGTERM: a child still starting, before its handler was in place (nothing in flight).
+    codes = [0 if child.exitcode == -signal.SIGTERM and child.pid in signalled else child.exitcode or 0 for child in children.values()]
+    # A negative status is a child killed by that signal: report it as a shell would (128 + signal).
+    return next((code if code > 0 else 128 - code for code in codes if code != 0), ExitCode.OK)
 
 
 def process_settings(settings: Settings, index: int) -> Settings:

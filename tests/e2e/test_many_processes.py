@@ -1,0 +1,295 @@
+"""Many processes per side, graceful shutdown and SIGKILL, on Redis and on RabbitMQ against PostgreSQL.
+
+Each worker runs as ``python -m workers worker SIDE --processes 2`` (a supervisor and two worker
+processes), so six worker processes share one broker and three databases. One test per broker
+drives the whole expense flow (set-up, categories, projects, reports in two legal entities
+created, submitted, approved and posted) through three phases, each ending with reconcile ok and
+exact counts (reconcile fails on any doubled expense record, actual, journal line or project
+transaction; the totals must equal the posted lines, so nothing is lost either):
+
+1. the flow with two processes per side;
+2. the Dataverse worker stopped with SIGTERM while its queue holds a backlog and batches are in
+   flight: it exits 0 with its outbox drained; a new one finishes the rest;
+3. the Dataverse worker SIGKILLed (supervisor and children) mid-batch: a new one gets the dead
+   worker's messages back (RabbitMQ: when the connection drops; Redis: after
+   ``DUALWRITE_HEARTBEAT_TIMEOUT_MS``, at the next maintenance pass, made prompt here with
+   ``DUALWRITE_REDIS_MAINTENANCE_CHANCE``) and applies each exactly once.
+
+The flow is driven with the bench's pieces (workers/bench/prepare.py). No fixed sleeps: every wait
+polls a database or the broker with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from contracts.catalog import default_registry
+from contracts.envelope import Side
+from shared.broker import make_broker
+from shared.settings import Settings
+from shared.side_database import SideDatabase
+from shared.waiting import wait_until
+from tests.e2e.brokers import Broker
+from workers.bench import load
+from workers.bench.measure import descendants
+from workers.bench.phases import reconciled
+from workers.bench.prepare import Pipeline, load_setup, post, prepare_reports
+from workers.dataverse import tables as dv
+from workers.operations.broker_queues import broker_queues_for
+from workers.reconcile import reconcile
+from workers.runtime import SPECS
+
+try:  # schema migrations (`dualwrite db upgrade`): workers refuse a database not at their head
+    from shared import migrations
+except ImportError:  # a tree from before migrations: workers create their tables themselves
+    migrations = None  # type: ignore[assignment]
+
+SIDES = ("finance", "dataverse", "bridge")
+PROCESSES = 2
+LINES = 3
+TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+HEARTBEAT_TIMEOUT_MS = 2_000
+EXPENSES_TO_DATAVERSE = "msdyn_expenses.bridge-to-dataverse"
+
+
+class Worker:
+    """``python -m workers worker SIDE --processes 2`` in a session of its own, logging to a file."""
+
+    def __init__(self, side: str, environment: dict[str, str], log_dir: Path, generation: int) -> None:
+        self.side = side
+        self.log_path = log_dir / f"{side}-{generation}.log"
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "workers", "worker", side, "--processes", str(PROCESSES), "--threads", "4"],
+                env=environment,
+                cwd=log_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def children(self) -> list[int]:
+        return descendants(self.popen.pid)
+
+    def terminate(self) -> int | None:
+        """SIGTERM to the supervisor (it passes it on); the exit status, None when it had to be killed."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL to the supervisor and every process it started, as a container runtime kills them."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=STOP_TIMEOUT)
+
+
+class Deployment:
+    """Three worker commands as local processes, and what Pipeline (workers/bench) asks of its services."""
+
+    def __init__(self, environment: dict[str, str], databases: dict[str, SideDatabase], log_dir: Path) -> None:
+        self.environment = environment
+        self.databases = databases
+        self.log_dir = log_dir
+        self.workers: dict[str, Worker] = {}
+        self.generations = 0
+
+    @property
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [worker.popen for worker in self.workers.values()]
+
+    def start(self, side: str) -> Worker:
+        self.generations += 1
+        self.workers[side] = Worker(side, self.environment, self.log_dir, self.generations)
+        return self.workers[side]
+
+    def check_alive(self) -> None:
+        for worker in self.workers.values():
+            code = worker.popen.poll()
+            assert code is None, f"the {worker.side} worker exited with {code}:\n{worker.log_tail()}"
+
+    def retire(self, side: str) -> Worker:
+        """Take a worker out of the running set, before it is stopped on purpose."""
+        return self.workers.pop(side)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            if worker.terminate() is None:
+                pass  # killed: its log says why
+        self.workers.clear()
+        for database in self.databases.values():
+            database.dispose()
+
+
+@pytest.fixture
+def deployment(broker: Broker, postgres_server: Any, tmp_path: Path) -> Iterator[Deployment]:
+    """Three empty PostgreSQL databases with their tables, and the workers' environment on ``broker``."""
+    postgres_server.reset()
+    databases = {}
+    for side in SIDES:
+        spec = SPECS[Side(side)]
+        databases[side] = SideDatabase.open(side, postgres_server.urls[side], spec.metadata, spec.messaging, pool_size=2)
+        # Before any worker starts, as `dualwrite db upgrade` does in a deployment.
+        if migrations is None:
+            databases[side].create_tables()
+        else:
+            migrations.upgrade(databases[side])
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
+    environment.update(
+        {
+            "DUALWRITE_BROKER_URL": broker.url,
+            "DUALWRITE_FINANCE_DB_URL": postgres_server.urls["finance"],
+            "DUALWRITE_DATAVERSE_DB_URL": postgres_server.urls["dataverse"],
+            "DUALWRITE_BRIDGE_DB_URL": postgres_server.urls["bridge"],
+            "DUALWRITE_IMPORT_INTERVAL_SECONDS": "0.3",
+            "DUALWRITE_OUTBOX_SWEEP_SECONDS": "0.2",
+            "DUALWRITE_HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_TIMEOUT_MS),
+            # One broker command in ten runs maintenance: the requeue follows the heartbeat timeout closely.
+            "DUALWRITE_REDIS_MAINTENANCE_CHANCE": "100000",
+            "DUALWRITE_MIN_BACKOFF_MS": "50",
+            "DUALWRITE_MAX_BACKOFF_MS": "1000",
+            "DUALWRITE_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    running = Deployment(environment, databases, tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def expense_records(deployment: Deployment) -> int:
+    with deployment.databases["dataverse"].engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(dv.expenses)) or 0
+
+
+def outbox_backlog(deployment: Deployment, side: str) -> int:
+    database = deployment.databases[side]
+    outbox = database.messaging.outbox
+    with database.engine.connect() as connection:
+        return connection.scalar(select(func.count()).where(outbox.c.sent_at.is_(None))) or 0
+
+
+def wait_for(what: str, condition: Callable[[], Any], check: Callable[[], None], interval: float = 0.05) -> Any:
+    def polled() -> Any:
+        check()
+        return condition()
+
+    return wait_until(polled, timeout=TIMEOUT, interval=interval, what=what)
+
+
+def assert_reconciled(pipeline: Pipeline, deployment: Deployment, expected_lines: int) -> None:
+    """Reconcile ok in both legal entities, every count equal to the posted lines: nothing lost, nothing doubled."""
+    started = time.monotonic()
+    wait_for(f"reconcile ok with {expected_lines} lines", lambda: reconciled(pipeline, expected_lines), pipeline.check, interval=0.2)
+    companies = reconcile(deployment.databases["finance"], deployment.databases["dataverse"])
+    assert len(companies) == 2
+    totals: dict[str, int] = {}
+    for company in companies:
+        assert company.ok, company.as_json()
+        for name, count in company.counts.items():
+            totals[name] = totals.get(name, 0) + count
+    assert totals == dict.fromkeys(totals, expected_lines), totals
+    pipeline.check(dead_letters_every=0)  # no message was dead-lettered
+    print(f"reconcile ok with {expected_lines} lines after {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def stop_gracefully(worker: Worker) -> None:
+    status = worker.terminate()
+    assert status == 0, f"SIGTERM: the {worker.side} worker exited {status}\n{worker.log_tail()}"
+
+
+def post_all(pipeline: Pipeline, reports: list[load.BenchReport]) -> None:
+    """One post command per report, so many msdyn_expenses batches travel at once."""
+    for report in reports:
+        post(pipeline, report.legal_entity, [report])
+
+
+def backlog_for_dataverse(pipeline: Pipeline, deployment: Deployment, queues: Any, reports: list[load.BenchReport]) -> None:
+    """With the Dataverse worker stopped, post the reports and wait until their expense batches all wait for it."""
+    post_all(pipeline, reports)
+    wait_for(
+        f"{len(reports)} msdyn_expenses batches waiting for Dataverse",
+        lambda: queues.counts([EXPENSES_TO_DATAVERSE])[EXPENSES_TO_DATAVERSE].ready >= len(reports),
+        pipeline.check,
+    )
+
+
+@pytest.mark.postgres
+def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployment, broker: Broker) -> None:
+    dramatiq_broker = make_broker(Settings(broker_url=broker.url))
+    queues = broker_queues_for(dramatiq_broker, broker.url)
+    pipeline = Pipeline(deployment, dramatiq_broker, default_registry(), timeout=TIMEOUT, progress=lambda _: None)  # type: ignore[arg-type]
+    try:
+        for side in SIDES:
+            deployment.start(side)
+        companies = load.companies(2)
+        projects = {company.legal_entity: load.projects(company, 2) for company in companies}
+        load_setup(pipeline, companies, projects)
+        for worker in deployment.workers.values():
+            assert len(worker.children()) >= PROCESSES, f"{worker.side}: {worker.children()}"
+
+        # 1. the whole flow, two processes per side
+        first = load.generate_reports(companies, projects, 8, LINES, prefix="A")
+        prepare_reports(pipeline, first, LINES)
+        post_all(pipeline, first)
+        expected = len(first) * LINES
+        assert_reconciled(pipeline, deployment, expected)
+
+        # 2. SIGTERM while Dataverse holds batches: they finish, the outbox drains, exit 0
+        second = load.generate_reports(companies, projects, 24, LINES, prefix="B")
+        prepare_reports(pipeline, second, LINES)
+        stop_gracefully(deployment.retire("dataverse"))
+        backlog_for_dataverse(pipeline, deployment, queues, second)
+        before = expense_records(deployment)
+        dataverse = deployment.start("dataverse")
+        wait_for("Dataverse applying expense batches", lambda: expense_records(deployment) > before, pipeline.check, interval=0.005)
+        deployment.retire("dataverse")
+        stop_gracefully(dataverse)
+        assert outbox_backlog(deployment, "dataverse") == 0, "a stopped Dataverse worker left its outbox undrained"
+        stopped_at = expense_records(deployment)
+        expected += len(second) * LINES
+        assert stopped_at < expected, "the backlog was done before SIGTERM: nothing was in flight"
+        deployment.start("dataverse")
+        assert_reconciled(pipeline, deployment, expected)
+
+        # 3. SIGKILL mid-batch: a new worker gets the dead one's messages back, applies each once
+        third = load.generate_reports(companies, projects, 24, LINES, prefix="C")
+        prepare_reports(pipeline, third, LINES)
+        stop_gracefully(deployment.retire("dataverse"))
+        backlog_for_dataverse(pipeline, deployment, queues, third)
+        before = expense_records(deployment)
+        dataverse = deployment.start("dataverse")
+        wait_for("Dataverse applying expense batches", lambda: expense_records(deployment) > before, pipeline.check, interval=0.005)
+        deployment.retire("dataverse").kill()
+        killed_at = expense_records(deployment)
+        expected += len(third) * LINES
+        assert killed_at < expected, "the backlog was done before SIGKILL: nothing was in flight"
+        deployment.start("dataverse")
+        assert_reconciled(pipeline, deployment, expected)
+    finally:
+        queues.close()
+        dramatiq_broker.close()
