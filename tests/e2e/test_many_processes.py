@@ -13,7 +13,9 @@ transaction; the totals must equal the posted lines, so nothing is lost either):
 3. the Dataverse worker SIGKILLed (supervisor and children) mid-batch: a new one gets the dead
    worker's messages back (RabbitMQ: when the connection drops; Redis: after
    ``DUALWRITE_HEARTBEAT_TIMEOUT_MS``, at the next maintenance pass, made prompt here with
-   ``DUALWRITE_REDIS_MAINTENANCE_CHANCE``) and applies each exactly once.
+   ``DUALWRITE_REDIS_MAINTENANCE_CHANCE``) and applies each exactly once;
+4. one of finance's two processes SIGKILLed while reports are being posted: the supervisor logs
+   it and starts another, and the posts it held come back the same way.
 
 The flow is driven with the bench's pieces (workers/bench/prepare.py). No fixed sleeps: every wait
 polls a database or the broker with a deadline.
@@ -86,6 +88,18 @@ class Worker:
 
     def children(self) -> list[int]:
         return descendants(self.popen.pid)
+
+    def worker_processes(self) -> set[int]:
+        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        found = set()
+        for pid in self.children():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in command:
+                found.add(pid)
+        return found
 
     def terminate(self) -> int | None:
         """SIGTERM to the supervisor (it passes it on); the exit status, None when it had to be killed."""
@@ -250,7 +264,7 @@ def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployme
         projects = {company.legal_entity: load.projects(company, 2) for company in companies}
         load_setup(pipeline, companies, projects)
         for worker in deployment.workers.values():
-            assert len(worker.children()) >= PROCESSES, f"{worker.side}: {worker.children()}"
+            assert len(worker.worker_processes()) == PROCESSES, f"{worker.side}: {worker.children()}"
 
         # 1. the whole flow, two processes per side
         first = load.generate_reports(companies, projects, 8, LINES, prefix="A")
@@ -289,6 +303,22 @@ def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployme
         expected += len(third) * LINES
         assert killed_at < expected, "the backlog was done before SIGKILL: nothing was in flight"
         deployment.start("dataverse")
+        assert_reconciled(pipeline, deployment, expected)
+
+        # 4. one finance process SIGKILLed while posting: its supervisor says so and starts another
+        fourth = load.generate_reports(companies, projects, 12, LINES, prefix="D")
+        prepare_reports(pipeline, fourth, LINES)
+        finance = deployment.workers["finance"]
+        before_kill = finance.worker_processes()
+        post_all(pipeline, fourth)
+        os.kill(min(before_kill), signal.SIGKILL)
+        wait_for(
+            "finance's supervisor running a new process",
+            lambda: len(finance.worker_processes()) == PROCESSES and finance.worker_processes() != before_kill,
+            pipeline.check,
+        )
+        assert "worker process died; starting another" in finance.log_path.read_text(errors="replace")
+        expected += len(fourth) * LINES
         assert_reconciled(pipeline, deployment, expected)
     finally:
         queues.close()
