@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.middleware import Retries
@@ -27,6 +28,9 @@ from shared.side import SideRuntime, SideSpec, assemble_side
 from workers.bridge.bootstrap import SPEC as BRIDGE
 from workers.dataverse.bootstrap import SPEC as DATAVERSE
 from workers.finance.bootstrap import SPEC as FINANCE
+
+if TYPE_CHECKING:
+    from workers.operations.broker_queues import BrokerQueues
 
 SPECS: dict[Side, SideSpec] = {Side.FINANCE: FINANCE, Side.DATAVERSE: DATAVERSE, Side.BRIDGE: BRIDGE}
 ALL_SIDES: tuple[Side, ...] = (Side.DATAVERSE, Side.BRIDGE, Side.FINANCE)
@@ -106,17 +110,32 @@ class Runtime:
             runtime.database.dispose()
 
     def wait_until_idle(self, timeout: float = 30.0) -> None:
-        """Block until every queue of the system is empty and no outbox holds an unsent message."""
-        queues = [queue.name for queue in all_queues()]
+        """Block until the pipeline is idle three checks running (see :meth:`idle`)."""
+        from workers.operations.broker_queues import broker_queues_for
 
-        def idle() -> bool:
-            # Two passes: a message handled late in the first pass may have fed an earlier queue.
-            for _ in range(2):
-                for name in queues:
-                    self.broker.join(name, timeout=int(timeout * 1000))
-            return all(runtime.relay.backlog() == 0 for runtime in self.sides.values())
+        queues = broker_queues_for(self.broker, self.settings.broker_url)
+        try:
+            wait_until(lambda: all(self.idle(queues) for _ in range(3)), timeout=timeout, interval=0.05, what="pipeline idle")
+        finally:
+            queues.close()
 
-        wait_until(idle, timeout=timeout, what="pipeline idle")
+    def idle(self, queues: "BrokerQueues") -> bool:
+        """No queue of the system holds a message (ready, delayed, or fetched and unacknowledged
+        where the broker can tell: Redis), no thread of this runtime's worker holds one (what
+        RabbitMQ cannot tell), and no outbox of its sides holds an unsent message.
+
+        Broker counts rather than dramatiq's ``join``, which on RabbitMQ polls each queue ten times
+        100 ms apart and does not see unacknowledged messages.
+        """
+        counts = queues.counts([queue.name for queue in all_queues()]).values()
+        if any(c.ready or c.delayed or c.in_flight for c in counts):
+            return False
+        worker = self.worker
+        if worker is not None and (
+            worker.work_queue.unfinished_tasks or any(consumer.delay_queue.unfinished_tasks for consumer in worker.consumers.values())
+        ):
+            return False
+        return all(runtime.relay.backlog() == 0 for runtime in self.sides.values())
 
     def __enter__(self) -> "Runtime":
         return self
