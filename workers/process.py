@@ -70,6 +70,7 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
     """
     if processes == 1:
         return serve(settings, sides)
+    configure_logging(settings.log_level, settings.log_format)  # the supervisor's own lines, as its children's
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 

@@ -323,3 +323,25 @@ def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployme
     finally:
         queues.close()
         dramatiq_broker.close()
+
+
+def test_a_process_failing_on_its_own_stops_the_others_with_its_status(tmp_path: Path) -> None:
+    """No service needed: a database nobody listens on makes each process exit 4 (UNAVAILABLE) at start;
+    the supervisor stops the rest and exits with that status instead of restarting forever."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
+    unreachable = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2"
+    environment.update(
+        {
+            "DUALWRITE_BROKER_URL": "redis://127.0.0.1:9/0",
+            "DUALWRITE_FINANCE_DB_URL": unreachable,
+            "DUALWRITE_DATAVERSE_DB_URL": unreachable,
+            "DUALWRITE_BRIDGE_DB_URL": unreachable,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "worker", "finance", "--processes", "2"],
+        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=STOP_TIMEOUT,
+    )
+    assert done.returncode == 4, done.stderr
+    assert "worker process failed; stopping the others" in done.stderr
+    assert "starting another" not in done.stderr
