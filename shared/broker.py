@@ -19,6 +19,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from shared.middleware.requeue_prefetched import RequeuePrefetched
 from shared.settings import Settings
 
 DAY_MS = 86_400_000
@@ -56,6 +57,8 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     if url.startswith(("amqp://", "amqps://")):
         # Publisher confirms: enqueue returns only once RabbitMQ has the message.
         return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+    # Redis only: what a stopping consumer prefetched would otherwise wait out the heartbeat timeout.
+    middleware.append(RequeuePrefetched())
     redis_options = {
         "middleware": middleware,
         "heartbeat_timeout": settings.heartbeat_timeout_ms,

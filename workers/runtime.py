@@ -56,10 +56,8 @@ class Runtime:
         }
         # dramatiq runs "after" hooks in reverse order: placed before Retries, the ledger runs
         # after Retries has decided whether the failure is final.
-        self.broker.add_middleware(
-            DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names}),
-            before=Retries,
-        )
+        self.ledger = DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names})
+        self.broker.add_middleware(self.ledger, before=Retries)
         self._add_metrics_middleware()
         self.background = [task for runtime in self.sides.values() for task in runtime.background_tasks(settings)]
         self.worker: dramatiq.Worker | None = None
@@ -105,9 +103,23 @@ class Runtime:
         for middleware in self.metrics_middleware:
             if middleware in self.broker.middleware:
                 self.broker.middleware.remove(middleware)
+        self._release_broker()
         self.broker.close()
         for runtime in self.sides.values():
             runtime.database.dispose()
+
+    def _release_broker(self) -> None:
+        """Take our actors and dead-letter ledger off the broker, so a new Runtime can be assembled on it.
+
+        The embedded broker holds the queues in this process: workers restarted on it must reuse it,
+        and dramatiq refuses to declare an actor whose name is already registered.
+        """
+        for runtime in self.sides.values():
+            for actor in runtime.actors:
+                if self.broker.actors.get(actor.actor_name) is actor:
+                    del self.broker.actors[actor.actor_name]
+        if self.ledger in self.broker.middleware:
+            self.broker.middleware.remove(self.ledger)
 
     def wait_until_idle(self, timeout: float = 30.0) -> None:
         """Block until the pipeline is idle three checks running (see :meth:`idle`)."""

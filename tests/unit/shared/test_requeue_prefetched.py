@@ -1,0 +1,37 @@
+"""A stopping Redis consumer gives back what it prefetched but never handed to a worker thread."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import dramatiq
+import fakeredis
+from dramatiq.brokers.redis import RedisBroker
+
+from shared.middleware.requeue_prefetched import RequeuePrefetched
+
+
+def test_prefetched_messages_go_back_on_the_queue_when_the_consumer_thread_stops():
+    # Given a Redis consumer that fetched three messages and handed out only the first
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    broker = RedisBroker(client=client)
+    broker.declare_queue("q")
+    for number in range(3):
+        broker.enqueue(dramatiq.Message(queue_name="q", actor_name="a", args=(number,), kwargs={}, options={}))
+    consumer = broker.consume("q", prefetch=3, timeout=100)
+    handed_out = next(consumer)
+    acks = f"dramatiq:__acks__.{broker.broker_id}.q"
+    assert (client.llen("dramatiq:q"), client.scard(acks)) == (0, 3)
+
+    # When its thread shuts down
+    RequeuePrefetched().before_consumer_thread_shutdown(broker, SimpleNamespace(consumer=consumer, queue_name="q"))
+
+    # Then the two it kept are back on the queue; the one being worked on stays with the worker
+    assert client.llen("dramatiq:q") == 2
+    assert client.smembers(acks) == {handed_out.options["redis_message_id"].encode()}
+    assert consumer.message_cache == []
+
+
+def test_a_consumer_thread_without_a_consumer_or_a_cache_is_left_alone():
+    RequeuePrefetched().before_consumer_thread_shutdown(None, SimpleNamespace(consumer=None, queue_name="q"))
+    RequeuePrefetched().before_consumer_thread_shutdown(None, SimpleNamespace(consumer=object(), queue_name="q"))
