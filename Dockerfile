@@ -1,4 +1,5 @@
-# One image for the three workers; compose.yaml picks the side with `dualwrite worker <side>`.
+# One image for the three workers and the migrate one-shot; compose.yaml picks the side with
+# `dualwrite worker <side>`, and checks health with `dualwrite health --side <side>`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,7 +13,6 @@ COPY contracts ./contracts
 COPY shared ./shared
 COPY workers ./workers
 RUN pip install .
-COPY deploy/healthcheck.py ./deploy/healthcheck.py
 
 RUN useradd --system --uid 10001 --home-dir /app dualwrite
 USER dualwrite

@@ -1,5 +1,8 @@
 """Worker processes: one side per ``dualwrite worker`` command, in one or more OS processes.
 
+A worker refuses to start (exit 6, SCHEMA_BEHIND) on a database that is not at the head of its
+migrations; ``dualwrite db upgrade`` creates or upgrades it.
+
 SIGTERM or SIGINT stops a process gracefully: dramatiq finishes the messages in flight, then the
 outbox relay sends what they committed.
 """
@@ -15,9 +18,11 @@ from types import FrameType
 from sqlalchemy.exc import OperationalError
 
 from contracts.envelope import Side
+from shared import migrations
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
+from workers.cli.output import fail
 from workers.runtime import Runtime
 
 log = get_logger(__name__)
@@ -36,11 +41,24 @@ def serve(settings: Settings, sides: list[Side]) -> int:
     signal.signal(signal.SIGINT, _stop)
     runtime = Runtime(settings, sides)
     try:
-        runtime.create_tables()
+        # Never create or alter a schema here: `dualwrite db upgrade` does, once, before the workers.
+        for side in runtime.sides.values():
+            migrations.require_head(side.database)
     except OperationalError as error:
         log.error("database unavailable", error=str(error.orig))
         runtime.stop()
         return ExitCode.UNAVAILABLE
+    except migrations.SchemaBehind as behind:
+        log.error(
+            "database behind its schema migrations",
+            side=behind.side,
+            current=behind.current,
+            head=behind.head,
+            run=f"{migrations.UPGRADE_COMMAND} --side {behind.side}",
+        )
+        fail(str(behind))
+        runtime.stop()
+        return ExitCode.SCHEMA_BEHIND
     try:
         runtime.start()
     except OSError as error:  # the metrics port is taken (or not ours to bind)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from shared.waiting import wait_until
-from tests.e2e.compose_file import REPO
+
 
 FLOW_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -84,11 +84,11 @@ class LocalDeployment:
             return []
 
     def health_check(self, side: str, test: list[str]) -> str:
-        """Run a compose health check (``["CMD", "python", "deploy/healthcheck.py", side]``) here."""
+        """Run a compose health check (``["CMD", "dualwrite", "health", "--side", side]``) here; its output."""
         kind, program, *args = test
-        assert (kind, program) == ("CMD", "python"), f"{side}: health check {test} cannot run outside a container"
+        assert (kind, program) == ("CMD", "dualwrite"), f"{side}: health check {test} cannot run outside a container"
         done = subprocess.run(
-            [sys.executable, *args], cwd=REPO, env=self.environment, capture_output=True, text=True, timeout=30
+            [sys.executable, "-m", "workers", *args], cwd=self.log_dir, env=self.environment, capture_output=True, text=True, timeout=30
         )
         assert done.returncode == 0, f"{side} unhealthy: {done.stdout}{done.stderr}"
         return done.stdout.strip()

@@ -100,8 +100,22 @@ def test_broker_is_redis_by_default_and_switchable_by_one_variable() -> None:
 
 def test_every_service_has_a_health_check_and_a_restart_policy() -> None:
     for name, service in compose_file.services().items():
+        if name == "migrate":  # a one-shot: runs to completion, again only if it failed
+            assert service.get("restart") == "on-failure"
+            continue
         assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
         assert service.get("healthcheck", {}).get("test"), f"{name}: health check"
+
+
+def test_migrate_service_upgrades_every_database_before_the_workers_start() -> None:
+    services = compose_file.services()
+    argv = compose_file.command_argv(services["migrate"])
+
+    args = build_parser().parse_args(argv[1:])
+    assert argv[0] == "dualwrite" and (args.command, args.db_action, args.side) == ("db", "upgrade", None)
+    assert services["migrate"]["environment"] == services["finance"]["environment"]
+    for side in WORKER_SIDES:
+        assert services[side]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 @pytest.mark.parametrize("side", WORKER_SIDES)
@@ -114,15 +128,17 @@ def test_workers_scale_with_replicas_and_wait_for_healthy_services(side: str) ->
         "postgres": "service_healthy",
         "redis": "service_healthy",
         "rabbitmq": "service_healthy",
+        "migrate": "service_completed_successfully",
     }
 
 
 @pytest.mark.parametrize("side", WORKER_SIDES)
-def test_worker_health_check_is_the_shipped_script_for_its_side(side: str) -> None:
+def test_worker_health_check_is_dualwrite_health_of_its_side(side: str) -> None:
     test = compose_file.services()[side]["healthcheck"]["test"]
 
-    assert test == ["CMD", "python", "deploy/healthcheck.py", side]
-    assert "COPY deploy/healthcheck.py ./deploy/healthcheck.py" in (REPO / "Dockerfile").read_text()
+    assert test == ["CMD", "dualwrite", "health", "--side", side]
+    args = build_parser().parse_args(test[2:])
+    assert (args.command, args.side) == ("health", side)
 
 
 def test_each_side_has_its_own_database_created_by_the_postgres_init_script() -> None:
@@ -148,7 +164,9 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
     expense_categories = dataverse_tables.expense_categories
     services = compose_file.services()
 
-    # Given the three worker services of compose.yaml, started as local processes
+    # Given the migrate service of compose.yaml, run to completion, and its three workers started as local processes
+    migrated = deployment.run_cli(*compose_file.command_argv(services["migrate"])[1:])
+    assert [(side["side"], side["before"]) for side in migrated["sides"]] == [(side, None) for side in ("dataverse", "bridge", "finance")]
     for side in WORKER_SIDES:
         deployment.start(side, compose_file.command_argv(services[side]))
 
@@ -214,7 +232,7 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
         dead_letters = tables.messaging.dead_letters
         assert deployment.rows(side, select(dead_letters.c.error_type, dead_letters.c.error)) == [], f"{side} dead-lettered"
     for side in WORKER_SIDES:
-        assert deployment.health_check(side, services[side]["healthcheck"]["test"]) == f"{side}: healthy"
+        assert deployment.health_check(side, services[side]["healthcheck"]["test"]).endswith("\nhealthy")
 
     # When the workers get SIGTERM, as `docker compose stop` sends it; then each exits 0
     statuses = deployment.terminate()

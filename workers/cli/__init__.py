@@ -12,9 +12,11 @@ from shared.settings import Settings
 from workers.cli import (
     audit_command,
     contracts_command,
+    db_command,
     demo_command,
     dlq_command,
     finance_command,
+    health_command,
     jobs_command,
     publish_command,
     queues_command,
@@ -28,6 +30,8 @@ from workers.cli.exit_codes import ExitCode
 COMMANDS = (
     publish_command,
     worker_command,
+    db_command,
+    health_command,
     demo_command,
     setup_command,
     finance_command,

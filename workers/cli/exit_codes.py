@@ -15,3 +15,7 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 4
     #: DUALWRITE_* settings are missing or inconsistent.
     CONFIGURATION = 5
+    #: A side's database is behind its schema migrations: run ``dualwrite db upgrade``.
+    SCHEMA_BEHIND = 6
+    #: ``dualwrite health`` found the broker, a database, its schema or the worker heartbeats unhealthy.
+    UNHEALTHY = 7

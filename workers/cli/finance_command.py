@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy.exc import OperationalError
 
+from shared import migrations
 from shared.settings import Settings
 from shared.side import open_database
 from workers.cli.exit_codes import ExitCode
@@ -31,7 +32,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     database = open_database(SPEC, settings)
     policy = import_policy(settings)
     try:
-        database.create_tables()
+        migrations.upgrade(database)
         if args.no_post:
             result = IntegrationRun()
             while (run := import_from_staging(database, policy)).lines_imported:

@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy.exc import OperationalError
 
+from shared import migrations
 from shared.settings import Settings
 from shared.side import open_database
 from workers.cli.exit_codes import ExitCode
@@ -25,8 +26,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     finance, dataverse = open_database(FINANCE, settings), open_database(DATAVERSE, settings)
     try:
-        finance.create_tables()
-        dataverse.create_tables()
+        migrations.upgrade(finance)
+        migrations.upgrade(dataverse)
         companies = reconcile(finance, dataverse)
     except OperationalError as error:
         fail(f"database unavailable: {error.orig}")

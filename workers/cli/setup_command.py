@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from shared.errors import InvalidContract
+from shared import migrations
 from shared.settings import Settings
 from shared.side import open_database
 from workers.cli.exit_codes import ExitCode
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.INVALID_INPUT
     database = open_database(SPEC, settings)
     try:
-        database.create_tables()
+        migrations.upgrade(database)  # the first command of a deployment: creates or upgrades the schema
         with database.engine.begin() as connection:
             counts = save_setup(connection, document)
     except OperationalError as error:

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, inspect, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from shared import migrations
 from shared.errors import DualWriteError, error_kind
 from shared.dead_letters import describe_error
 from shared.settings import Settings
@@ -94,11 +95,9 @@ class DeadLetterLedgers:
         return ledgers
 
     def upgrade(self) -> None:
-        """Create missing tables, and add the outcome columns to a dead_letters table made before them."""
+        """Create or upgrade each side's schema (its migrations add the outcome columns to an old dead_letters)."""
         for database in self.databases.values():
-            database.create_tables()
-            with database.engine.begin() as connection:
-                _add_missing_columns(connection, database)
+            migrations.upgrade(database)
 
     def close(self) -> None:
         if self._owned:
@@ -200,11 +199,3 @@ def _check_exists(side: str, url: str) -> None:
             f"to the folder of the embedded SQLite files, or DUALWRITE_{side.upper()}_DB_URL"
         )
 
-
-def _add_missing_columns(connection: Connection, database: SideDatabase) -> None:
-    table = database.messaging.dead_letters
-    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
-    for column in table.columns:
-        if column.name not in present:  # nullable columns only: no default needed for old rows
-            kind = column.type.compile(dialect=connection.dialect)
-            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")

@@ -1,0 +1,45 @@
+"""Operator tools: dead letters keep what an operator did about them (outcome, resolved_at,
+resolved_by, replayed_body), and the audit log of every repair.
+
+Revision ID: 0002_dead_letter_outcome
+Revises: 0001_initial
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0002_dead_letter_outcome'
+down_revision = '0001_initial'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # The operators' audit log came with the dead-letter tools.
+    op.create_table('audit_log',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('operator', sa.String(length=128), nullable=False),
+    sa.Column('action', sa.String(length=32), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.Column('details', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_audit_log_at'), 'audit_log', ['at'], unique=False)
+    # Made by `dualwrite dlq` with ALTER TABLE before migrations; now a revision of its own.
+    with op.batch_alter_table("dead_letters") as batch:
+        batch.add_column(sa.Column("outcome", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("resolved_by", sa.String(length=128), nullable=True))
+        batch.add_column(sa.Column("replayed_body", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_index(op.f('ix_audit_log_at'), table_name='audit_log')
+    op.drop_table('audit_log')
+    with op.batch_alter_table("dead_letters") as batch:
+        for column in ("replayed_body", "resolved_by", "resolved_at", "outcome"):
+            batch.drop_column(column)

@@ -1,0 +1,242 @@
+"""Schema migrations, ``dualwrite db``, workers refusing a database that is behind, ``dualwrite health``.
+
+Each test runs on the embedded default (SQLite) and on the real Redis + PostgreSQL (the
+``backend`` fixture skips those off CI when they are down, and fails under CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from contracts.envelope import Side
+from shared import migrations
+from shared.settings import Settings
+from shared.side import open_database
+from shared.side_database import SideDatabase
+from shared.waiting import wait_until
+from tests.conftest import services_settings
+from workers.cli import main
+from workers.cli.exit_codes import ExitCode
+from workers.process import serve
+from workers.runtime import ALL_SIDES, SPECS, Runtime
+
+HEAD = "0002_dead_letter_outcome"
+INITIAL = "0001_initial"
+
+
+@pytest.fixture
+def databases(backend: Any) -> Iterator[dict[str, SideDatabase]]:
+    opened = {side.value: open_database(SPECS[side], backend.settings) for side in ALL_SIDES}
+    yield opened
+    for database in opened.values():
+        database.dispose()
+
+
+def configure_cli(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, str]:
+    """The DUALWRITE_* variables an operator would set for these settings, for the CLI in process."""
+    environment = {"DUALWRITE_BROKER_URL": settings.broker_url, "DUALWRITE_DATA_DIR": str(settings.data_dir)}
+    for side in ("finance", "dataverse", "bridge"):
+        url = getattr(settings, f"{side}_db_url")
+        if url:
+            environment[f"DUALWRITE_{side.upper()}_DB_URL"] = url
+        else:
+            monkeypatch.delenv(f"DUALWRITE_{side.upper()}_DB_URL", raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    return environment
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    capsys.readouterr()
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def schema_differences(database: SideDatabase) -> list[Any]:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(context, database.metadata)
+
+
+def upgrade_to(database: SideDatabase, revision: str) -> None:
+    with database.engine.begin() as connection:
+        command.upgrade(migrations.config(database, connection), revision)
+
+
+# -- the migrations ------------------------------------------------------------------------------
+
+
+def test_upgrade_head_on_empty_databases_yields_exactly_the_metadata_schema(databases: dict[str, SideDatabase]) -> None:
+    for side, database in databases.items():
+        assert migrations.upgrade(database) == (None, HEAD)
+        assert schema_differences(database) == [], f"{side}: migrations and metadata differ"
+        assert migrations.revisions(database).at_head
+
+
+def test_the_comparison_sees_a_schema_one_revision_behind(databases: dict[str, SideDatabase]) -> None:
+    upgrade_to(databases["finance"], INITIAL)
+
+    added = {diff[3].name for diff in schema_differences(databases["finance"]) if diff[0] == "add_column"}
+    assert added == {"outcome", "resolved_at", "resolved_by", "replayed_body"}
+
+
+def test_db_upgrade_creates_all_three_then_is_idempotent(
+    backend: Any, databases: dict[str, SideDatabase], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_cli(monkeypatch, backend.settings)
+
+    code, first = cli_json(capsys, "db", "upgrade")
+    assert code == ExitCode.OK
+    assert [(s["side"], s["before"], s["after"]) for s in first["sides"]] == [(side.value, None, HEAD) for side in ALL_SIDES]
+
+    code, again = cli_json(capsys, "db", "upgrade")
+    assert code == ExitCode.OK
+    assert [(s["before"], s["after"], s["changed"]) for s in again["sides"]] == [(HEAD, HEAD, False)] * 3
+    for database in databases.values():
+        assert schema_differences(database) == []
+
+    code, status = cli_json(capsys, "db", "status")
+    assert code == ExitCode.OK and all(s["current"] == s["head"] == HEAD for s in status["sides"])
+
+
+def test_db_upgrade_of_one_side_leaves_the_others_and_status_says_so(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_cli(monkeypatch, backend.settings)
+
+    code, upgraded = cli_json(capsys, "db", "upgrade", "--side", "bridge")
+    assert code == ExitCode.OK and [s["side"] for s in upgraded["sides"]] == ["bridge"]
+
+    code, status = cli_json(capsys, "db", "status")
+    assert code == ExitCode.SCHEMA_BEHIND
+    assert {s["side"]: s["current"] for s in status["sides"]} == {"dataverse": None, "bridge": HEAD, "finance": None}
+
+
+def test_a_database_made_before_migrations_is_adopted(databases: dict[str, SideDatabase]) -> None:
+    # Given finance made by create_all (today's tables, no alembic_version), and bridge as it was
+    # before the dead-letter outcome columns (the initial revision, its version table since lost)
+    finance, bridge = databases["finance"], databases["bridge"]
+    finance.create_tables()
+    upgrade_to(bridge, INITIAL)
+    with bridge.engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+
+    # When upgraded, then each is at head with the metadata's schema, rows of the old one kept
+    assert migrations.upgrade(finance) == (None, HEAD)
+    assert migrations.upgrade(bridge) == (None, HEAD)
+    for database in (finance, bridge):
+        assert schema_differences(database) == []
+    columns = {column["name"] for column in inspect(bridge.engine).get_columns("dead_letters")}
+    assert {"outcome", "resolved_by"} <= columns
+
+
+# -- workers refuse a database that is behind ----------------------------------------------------
+
+
+def test_a_worker_refuses_a_database_one_revision_behind(
+    backend: Any, databases: dict[str, SideDatabase], capsys: pytest.CaptureFixture[str]
+) -> None:
+    upgrade_to(databases["finance"], INITIAL)
+    capsys.readouterr()
+
+    assert serve(backend.settings, [Side.FINANCE]) == ExitCode.SCHEMA_BEHIND
+
+    message = capsys.readouterr().err
+    assert "finance database is behind" in message
+    assert f"at revision {INITIAL}" in message and f"needs {HEAD}" in message
+    assert "dualwrite db upgrade --side finance" in message
+    # Nothing was altered behind the operator's back
+    assert migrations.revisions(databases["finance"]).current == INITIAL
+
+
+def test_a_worker_refuses_an_empty_database(backend: Any, databases: dict[str, SideDatabase], capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve(backend.settings, [Side.BRIDGE]) == ExitCode.SCHEMA_BEHIND
+
+    assert "bridge database is behind" in capsys.readouterr().err
+    assert inspect(databases["bridge"].engine).get_table_names() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_dualwrite_worker_process_refuses_a_database_behind(
+    redis_db: Any, postgres_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real command, as compose starts it: on Redis and PostgreSQL (their fixtures fail under CI)."""
+    postgres_server.reset()
+    settings = services_settings(redis_db.url, postgres_server, tmp_path / "data")
+    dataverse = open_database(SPECS[Side.DATAVERSE], settings)
+    try:
+        upgrade_to(dataverse, INITIAL)
+    finally:
+        dataverse.dispose()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
+    environment.update(configure_cli(monkeypatch, settings))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "worker", "dataverse"], env=environment, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == ExitCode.SCHEMA_BEHIND, done.stderr
+    assert f"the dataverse database is behind its schema: it is at revision {INITIAL}, the code needs {HEAD}" in done.stderr
+    assert "run `dualwrite db upgrade --side dataverse`" in done.stderr
+
+
+# -- dualwrite health ----------------------------------------------------------------------------
+
+
+def test_health_is_ok_with_a_running_runtime(
+    backend: Any, databases: dict[str, SideDatabase], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_cli(monkeypatch, backend.settings)
+    for database in databases.values():
+        migrations.upgrade(database)
+    with Runtime(backend.settings) as runtime:
+        runtime.start()
+
+        if backend.real_services:  # a consumer's first fetch writes its heartbeat
+            wait_until(lambda: cli_json(capsys, "health")[0] == ExitCode.OK, timeout=30, what="a fresh heartbeat")
+        code, report = cli_json(capsys, "health")
+
+    assert code == ExitCode.OK and report["ok"] is True
+    checks = {check["name"]: check for check in report["checks"]}
+    assert set(checks) == {"broker", "database:finance", "database:dataverse", "database:bridge", "heartbeats"}
+    assert all(checks[f"database:{side}"]["ok"] for side in ("finance", "dataverse", "bridge"))
+    assert checks["heartbeats"]["ok"] is (True if backend.real_services else None)
+
+
+def test_health_is_not_ok_with_a_bad_database_url(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_cli(monkeypatch, backend.settings)
+    monkeypatch.setenv("DUALWRITE_FINANCE_DB_URL", "postgresql://nobody@127.0.0.1:1/nowhere")
+
+    code, report = cli_json(capsys, "health", "--side", "finance")
+
+    assert code == ExitCode.UNHEALTHY and report["ok"] is False
+    finance = next(check for check in report["checks"] if check["name"] == "database:finance")
+    assert finance["ok"] is False and "unavailable" in finance["detail"]
+
+
+def test_health_is_not_ok_on_a_database_behind(
+    backend: Any, databases: dict[str, SideDatabase], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_cli(monkeypatch, backend.settings)
+    upgrade_to(databases["bridge"], INITIAL)
+
+    code, report = cli_json(capsys, "health", "--side", "bridge")
+
+    assert code == ExitCode.UNHEALTHY
+    bridge = next(check for check in report["checks"] if check["name"] == "database:bridge")
+    assert bridge == {"name": "database:bridge", "ok": False, "detail": f"schema at {INITIAL}, head is {HEAD}: run `dualwrite db upgrade`"}
