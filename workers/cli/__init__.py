@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from shared.settings import Settings
 from workers.cli import (
     audit_command,
+    bench_command,
     contracts_command,
     db_command,
     demo_command,
@@ -42,6 +43,7 @@ COMMANDS = (
     audit_command,
     trace_command,
     contracts_command,
+    bench_command,
 )
 
 

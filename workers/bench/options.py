@@ -1,0 +1,93 @@
+"""What one bench run measures, and on which servers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+#: The throwaway databases, one per side, dropped and recreated at every start.
+DATABASE_NAMES = {
+    "finance": "dualwrite_bench_finance",
+    "dataverse": "dualwrite_bench_dataverse",
+    "bridge": "dualwrite_bench_bridge",
+}
+
+
+class BadOptions(ValueError):
+    """The options cannot make a run (the message says why)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    reports: int = 200
+    lines: int = 25
+    legal_entities: int = 3
+    projects: int = 4
+    threads: int = 8
+    processes: int = 1
+    light: int = 30
+    reports_per_post: int = 1
+    noop_messages: int = 20_000
+    import_interval: float = 0.1
+    redis_url: str = DEFAULT_REDIS_URL
+    postgres_url: str = DEFAULT_POSTGRES_URL
+    timeout: float = 300.0
+    keep: bool = False
+    worker_log_level: str = "INFO"
+
+    def check(self) -> "BenchOptions":
+        """Raise BadOptions naming the first option out of range; returns the options when fine."""
+        from workers.bench.load import COMPANIES
+
+        if self.redis_url.startswith("embedded://"):
+            raise BadOptions(
+                "the bench measures real services and refuses the embedded broker: it lives inside one process, "
+                "and the workers run as separate processes; pass --redis-url redis://HOST:PORT/DB (a db number "
+                "of its own: the bench flushes it)"
+            )
+        if not self.redis_url.startswith(("redis://", "rediss://")):
+            raise BadOptions(f"--redis-url must be redis:// or rediss:// (the bench runs on Redis only), not {self.redis_url!r}")
+        try:
+            backend = make_url(self.postgres_url).get_backend_name()
+        except Exception as error:  # noqa: BLE001 - any parse error is the user's URL
+            raise BadOptions(f"--postgres-url is not a database URL: {error}") from None
+        if backend != "postgresql":
+            raise BadOptions(f"--postgres-url must be a postgresql:// URL (an admin connection), not {self.postgres_url!r}")
+        ranges = {
+            "--reports": (self.reports, 1, 100_000),
+            "--lines": (self.lines, 1, 1000),
+            "--legal-entities": (self.legal_entities, 1, len(COMPANIES)),
+            "--projects": (self.projects, 1, 999),
+            "--threads": (self.threads, 1, 256),
+            "--processes": (self.processes, 1, 64),
+            "--light": (self.light, 0, 10_000),
+            "--reports-per-post": (self.reports_per_post, 1, 1000),
+            "--noop-messages": (self.noop_messages, 1, 10_000_000),
+        }
+        for name, (value, low, high) in ranges.items():
+            if not low <= value <= high:
+                raise BadOptions(f"{name} must be between {low:,} and {high:,}, not {value:,}")
+        if not 0 < self.import_interval <= 60:
+            raise BadOptions(f"--import-interval must be above 0 and at most 60 seconds, not {self.import_interval}")
+        if self.timeout <= 0:
+            raise BadOptions("--timeout must be positive")
+        return self
+
+    @property
+    def expected_lines(self) -> int:
+        """Expense lines of the throughput phase (every generated line is on a project, so every one travels)."""
+        return self.reports * self.lines
+
+    def database_url(self, side: str) -> str:
+        """The throwaway database of one side, on the server of --postgres-url."""
+        return make_url(self.postgres_url).set(database=DATABASE_NAMES[side]).render_as_string(hide_password=False)
+
+    def as_json(self) -> dict[str, Any]:
+        shown = asdict(self)
+        shown["postgres_url"] = make_url(self.postgres_url).render_as_string(hide_password=True)
+        return shown

@@ -1,0 +1,138 @@
+"""One bench run, from fresh databases to clean-up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from contracts.catalog import default_registry
+from contracts.envelope import Side
+from shared.broker import make_broker
+from shared.settings import Settings
+from workers.bench import load
+from workers.bench.measure import ProcessMemory, process_memory
+from workers.bench.noop import READY, measure_noop
+from workers.bench.options import BenchOptions
+from workers.bench.phases import light_load, throughput
+from workers.bench.prepare import Pipeline, load_setup, prepare_reports
+from workers.bench.report import BenchResult, targets
+from workers.bench.services import BenchServices, wait_for
+from workers.runtime import SPECS
+
+SIDES = ("finance", "dataverse", "bridge")
+THROUGHPUT_PREFIX, LIGHT_PREFIX = "T", "L"
+
+
+class Progress:
+    """Progress lines on stderr, each with the seconds since the run began."""
+
+    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+        self.stream = stream
+        self.start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.start:7.1f} s] {message}", file=self.stream, flush=True)
+
+
+def run_bench(options: BenchOptions, command: str, progress: Callable[[str], None]) -> BenchResult:
+    """Run every phase; whatever happens, worker processes are stopped, Redis flushed, databases dropped (unless --keep)."""
+    options.check()
+    workdir = Path(tempfile.mkdtemp(prefix="dualwrite-bench-"))
+    services = BenchServices(options, workdir, progress)
+    finished = False
+    try:
+        result = _run(options, command, services, progress)
+        finished = True
+        return result
+    finally:
+        # A second Ctrl-C must not cut the clean-up short; every step of it has its own deadline.
+        interrupts = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+        if services.touched:
+            progress("cleaning up: stopping worker processes, flushing Redis" + ("" if options.keep else ", dropping the bench databases"))
+        for problem in services.clean_up():
+            progress(f"clean-up: {problem}")
+        if services.started_any and (options.keep or not finished):
+            progress(f"worker logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        for signum, handler in interrupts.items():
+            signal.signal(signum, handler)
+
+
+def _run(options: BenchOptions, command: str, services: BenchServices, progress: Callable[[str], None]) -> BenchResult:
+    load_start = os.getloadavg()[0]
+    services.check_reachable()
+    services.flush_redis()
+    services.recreate_databases({side: SPECS[Side(side)] for side in SIDES})
+    progress(f"fresh databases {', '.join(f'dualwrite_bench_{s}' for s in SIDES)}; Redis {options.redis_url} flushed")
+
+    # The baseline first, while nothing else runs on the machine.
+    noop = services.start("noop", [sys.executable, "-m", "workers.bench.noop", "--redis-url", options.redis_url, "--threads", "8"])
+    wait_for(lambda: READY in noop.log_path.read_text(errors="replace"), timeout=60, interval=0.05, what="no-op worker start", check=noop.check_alive)
+    progress(f"baseline: no-op worker ready (pid {noop.pid}, 8 threads); enqueuing {options.noop_messages:,} messages")
+    baseline = measure_noop(options.redis_url, options.noop_messages, 8, timeout=options.timeout, check=noop.check_alive, progress=progress)
+    services.stop(noop)
+    progress(f"baseline: {baseline.messages_per_second:,.0f} no-op messages/s")
+
+    for side in SIDES:
+        process = services.start_worker(side)
+        progress(f"started {side} worker: pid {process.pid}, {options.processes} process(es) x {options.threads} threads")
+    progress(f"workers: Import from staging every {options.import_interval:g} s (DUALWRITE_IMPORT_INTERVAL_SECONDS, default 2 s)")
+
+    settings = Settings(broker_url=options.redis_url)
+    broker = make_broker(settings)
+    try:
+        pipeline = Pipeline(services, broker, default_registry(), timeout=options.timeout, progress=progress)
+        companies = load.companies(options.legal_entities)
+        projects = {c.legal_entity: load.projects(c, options.projects) for c in companies}
+        load_setup(pipeline, companies, projects)
+
+        heavy = load.generate_reports(companies, projects, options.reports, options.lines, prefix=THROUGHPUT_PREFIX)
+        light = load.generate_reports(companies, projects, options.light, options.lines, prefix=LIGHT_PREFIX)
+        progress(f"preparing {len(heavy) + len(light):,} reports ({options.lines} lines each): create, submit, approve (untimed)")
+        prepare_reports(pipeline, heavy + light, options.lines)
+        pipeline.wait_idle("pipeline idle before the throughput phase")
+
+        progress(f"throughput: posting {len(heavy):,} reports ({options.expected_lines:,} lines) as fast as possible")
+        heavy_result = throughput(pipeline, heavy, options.lines, options.reports_per_post)
+        progress(
+            f"throughput: {heavy_result.lines_per_second:,.0f} expense lines/s; latency p50 {heavy_result.latency.p50_ms:,.0f} ms, "
+            f"p99 {heavy_result.latency.p99_ms:,.0f} ms"
+        )
+        reconciliation = heavy_result.reconciliation
+        light_result = None
+        if light:
+            pipeline.wait_idle("pipeline idle before the light-load phase")
+            progress(f"light load: posting {len(light)} reports one at a time")
+            light_result, reconciliation = light_load(pipeline, light, options.lines, lines_before=options.expected_lines)
+            progress(f"light load: latency p50 {light_result.latency.p50_ms:,.0f} ms, p99 {light_result.latency.p99_ms:,.0f} ms")
+        pipeline.wait_idle("pipeline idle at the end")
+
+        memory: list[ProcessMemory] = []
+        for process in services.processes:
+            memory += process_memory(process.role, process.pid)
+    finally:
+        broker.close()
+
+    all_projects = [p for each in projects.values() for p in each]
+    result = BenchResult(
+        command=command,
+        options=options.as_json(),
+        companies=[f"{c.legal_entity} ({c.currency})" for c in companies],
+        projects=len(all_projects),
+        billable_projects=sum(p.billable for p in all_projects),
+        baseline=baseline.as_json(),
+        throughput=heavy_result.as_json(),
+        light=light_result.as_json() if light_result else None,
+        memory=memory,
+        reconciliation=[c.as_json() for c in reconciliation],
+    )
+    result.machine = {"cpus": os.cpu_count(), "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2)}
+    result.targets = targets(heavy_result.lines_per_second, light_result.latency.p99_ms if light_result else None, memory)
+    return result
