@@ -63,13 +63,16 @@ class Consumer:
                 contract=message.envelope.contract,
                 legal_entity=message.envelope.legal_entity,
             ):
-                self._apply(message, _enqueued_at(current))
+                emitted = self._apply(message, _enqueued_at(current))
                 if self.after_commit is not None:
                     self.after_commit(message)
-                # Also sends what an earlier, crashed delivery of this message committed.
-                self.relay.relay(caused_by=str(message.envelope.message_id))
+                # A redelivery (emitted is None) also sends what an earlier, crashed delivery of
+                # this message committed; a first delivery that emitted nothing has nothing to send.
+                if emitted is None or emitted:
+                    self.relay.relay(caused_by=str(message.envelope.message_id))
 
-    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> None:
+    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[str] | None:
+        """Apply the message once; the ids it emitted, or None when it was applied before."""
         handler = self.endpoint.handlers.get(message.envelope.contract)
         if handler is None:
             raise WrongQueue(
@@ -80,13 +83,14 @@ class Consumer:
                 log.info("duplicate message ignored")
                 if self.metrics is not None:
                     self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)
-                return
+                return None
             handler(message, uow)
             uow.commit()
         rows = len(message.payload.rows)
         log.info("message applied", rows=rows, emitted=len(uow.emitted))
         if self.metrics is not None:
             self.metrics.applied(self.endpoint.queue, message.envelope.contract, rows)
+        return uow.emitted
 
 
 def _enqueued_at(current: dramatiq.Message[Any] | None) -> datetime | None:

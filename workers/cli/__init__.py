@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -67,7 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"dualwrite: bad configuration: {error}", file=sys.stderr)
         return ExitCode.CONFIGURATION
-    return int(args.run(args, settings))
+    try:
+        return int(args.run(args, settings))
+    except BrokenPipeError:
+        # `dualwrite ... --json | head`: the reader left; say nothing more and exit quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOf
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     setup = _setup(uow, legal_entity)
-    existing = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows))
+    existing = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows), for_update=True)
     projects = report_store.projects_by_id(uow.connection, (line.project_id for row in rows for line in row.lines))
     categories = report_store.company_categories(uow.connection, legal_entity)
     created, refusals = [], Refusals("create_expense_reports")
@@ -74,7 +74,7 @@ def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOf
 def submit_expense_reports(message: Decoded[SubmitExpenseReportsV1], uow: UnitOfWork) -> None:
     legal_entity = message.envelope.legal_entity
     ids = [row.report_id for row in message.payload.rows]
-    reports = report_store.reports_by_id(uow.connection, legal_entity, ids)
+    reports = report_store.reports_by_id(uow.connection, legal_entity, ids, for_update=True)
     submitted, refusals = [], Refusals("submit_expense_reports")
     for report_id in ids:
         with refusals.row():
@@ -87,7 +87,7 @@ def approve_expense_reports(message: Decoded[ApproveExpenseReportsV1], uow: Unit
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     setup = _setup(uow, legal_entity)
-    reports = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows))
+    reports = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows), for_update=True)
     projects = report_store.projects_by_id(
         uow.connection, (line.project_id for report in reports.values() for line in report.lines)
     )
@@ -104,7 +104,7 @@ def post_expense_reports(message: Decoded[PostExpenseReportsV1], uow: UnitOfWork
     legal_entity = message.envelope.legal_entity
     ids = [row.report_id for row in message.payload.rows]
     setup = _setup(uow, legal_entity)
-    reports = report_store.reports_by_id(uow.connection, legal_entity, ids)
+    reports = report_store.reports_by_id(uow.connection, legal_entity, ids, for_update=True)
     rates = reference_store.rates_into(
         uow.connection, setup.company.accounting_currency, (line.currency for r in reports.values() for line in r.lines)
     )

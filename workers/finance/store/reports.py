@@ -45,11 +45,17 @@ _LINE_FIELDS = (
 )
 
 
-def reports_by_id(connection: Connection, legal_entity: str, report_ids: Iterable[str]) -> dict[str, ExpenseReport]:
+def reports_by_id(
+    connection: Connection, legal_entity: str, report_ids: Iterable[str], *, for_update: bool = False
+) -> dict[str, ExpenseReport]:
+    """The reports with their lines. ``for_update`` locks them until the transaction ends (PostgreSQL):
+    two approvals of one report applied at once then run one after the other, and neither's
+    lines are lost (SQLite has a single writer anyway)."""
     wanted = sorted(set(report_ids))
-    headers = connection.execute(
-        select(expense_reports).where(expense_reports.c.legal_entity == legal_entity, expense_reports.c.report_id.in_(wanted))
-    ).mappings().all()
+    query = select(expense_reports).where(expense_reports.c.legal_entity == legal_entity, expense_reports.c.report_id.in_(wanted))
+    if for_update and connection.dialect.name == "postgresql":
+        query = query.order_by(expense_reports.c.report_id).with_for_update()
+    headers = connection.execute(query).mappings().all()
     lines: dict[str, list[ExpenseLine]] = {}
     for row in connection.execute(
         select(*(expense_lines.c[name] for name in _LINE_FIELDS))
