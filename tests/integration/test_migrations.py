@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,6 +35,15 @@ from workers.runtime import ALL_SIDES, SPECS, Runtime
 
 HEAD = "0002_dead_letter_outcome"
 INITIAL = "0001_initial"
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """``serve`` installs SIGTERM and SIGINT handlers, as a worker process should; give pytest its own back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture
@@ -145,6 +155,7 @@ def test_a_database_made_before_migrations_is_adopted(databases: dict[str, SideD
 # -- workers refuse a database that is behind ----------------------------------------------------
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_worker_refuses_a_database_one_revision_behind(
     backend: Any, databases: dict[str, SideDatabase], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +172,7 @@ def test_a_worker_refuses_a_database_one_revision_behind(
     assert migrations.revisions(databases["finance"]).current == INITIAL
 
 
+@pytest.mark.usefixtures("signal_handlers")
 def test_a_worker_refuses_an_empty_database(backend: Any, databases: dict[str, SideDatabase], capsys: pytest.CaptureFixture[str]) -> None:
     assert serve(backend.settings, [Side.BRIDGE]) == ExitCode.SCHEMA_BEHIND
 
