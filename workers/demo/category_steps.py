@@ -12,6 +12,13 @@ from workers.demo.scenario import Scenario
 from workers.finance import tables as finance
 
 
+TRANSACTION_CATEGORIES = [
+    {"category": "HOTEL", "name": "Hotel", "description": "Lodging on project travel"},
+    {"category": "AIRFARE", "name": "Airfare"},
+    {"category": "RAIL", "name": "Rail"},
+]
+
+
 class CategorySteps(Scenario):
     """Transaction categories to shared categories, expense categories per company, estimates."""
 
@@ -29,18 +36,14 @@ class CategorySteps(Scenario):
         table = finance.shared_categories
         return [tuple(r) for r in self._query(Side.FINANCE, select(table.c.category, table.c.transaction_class).order_by(table.c.category, table.c.transaction_class))]
 
+    def _send_transaction_categories(self) -> None:
+        """Always the same message (same id): the second time it is a redelivery."""
+        self._send("create_transaction_categories", {"rows": TRANSACTION_CATEGORIES}, "transaction-categories:setup",
+                   message_id=self._categories_message)
+
     def transaction_categories(self) -> None:
         self._categories_message = uuid.uuid4()
-        self._send(
-            "create_transaction_categories",
-            {"rows": [
-                {"category": "HOTEL", "name": "Hotel", "description": "Lodging on project travel"},
-                {"category": "AIRFARE", "name": "Airfare"},
-                {"category": "RAIL", "name": "Rail"},
-            ]},
-            "transaction-categories:setup",
-            message_id=self._categories_message,
-        )
+        self._send_transaction_categories()
 
         def check() -> tuple[bool, str]:
             shared = self._shared_categories()
@@ -53,16 +56,7 @@ class CategorySteps(Scenario):
         self._step("Dataverse creates transaction categories HOTEL, AIRFARE, RAIL", "transaction-categories:setup", check)
 
     def redelivered_transaction_categories(self) -> None:
-        self._send(
-            "create_transaction_categories",
-            {"rows": [
-                {"category": "HOTEL", "name": "Hotel", "description": "Lodging on project travel"},
-                {"category": "AIRFARE", "name": "Airfare"},
-                {"category": "RAIL", "name": "Rail"},
-            ]},
-            "transaction-categories:setup",
-            message_id=self._categories_message,
-        )
+        self._send_transaction_categories()
 
         def check() -> tuple[bool, str]:
             shared = self._shared_categories()
