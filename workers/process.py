@@ -9,6 +9,7 @@ outbox relay sends what they committed.
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import multiprocessing.connection
 import signal
@@ -31,6 +32,8 @@ log = get_logger(__name__)
 def serve(settings: Settings, sides: list[Side]) -> int:
     """Run the sides' consumers in this process until SIGTERM or SIGINT."""
     configure_logging(settings.log_level, settings.log_format)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a worker that is slow to stop is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -40,7 +40,7 @@ from contracts.envelope import Side
 from shared.broker import make_broker
 from shared.settings import Settings
 from shared.side_database import SideDatabase
-from shared.waiting import wait_until
+from shared.waiting import Timeout, wait_until
 from tests.e2e.brokers import Broker
 from workers.bench import load
 from workers.bench.measure import descendants
@@ -61,6 +61,9 @@ PROCESSES = 2
 LINES = 3
 TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+#: A graceful stop finishes the batches in flight first; on a loaded 2-core machine that has taken
+#: over 30 s once (six worker processes, PostgreSQL and RabbitMQ share the cores).
+GRACEFUL_STOP_TIMEOUT = 60.0
 HEARTBEAT_TIMEOUT_MS = 2_000
 EXPENSES_TO_DATAVERSE = "msdyn_expenses.bridge-to-dataverse"
 
@@ -106,10 +109,23 @@ class Worker:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         try:
-            return self.popen.wait(timeout=STOP_TIMEOUT)
+            return self.popen.wait(timeout=GRACEFUL_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            self.dump_stacks()
             self.kill()
             return None
+
+    def dump_stacks(self) -> None:
+        """Every worker process prints its threads' stacks into the log (workers.process.serve)."""
+        for pid in self.worker_processes():
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        try:
+            wait_until(lambda: "Thread 0x" in self.log_tail(2000), timeout=5, what="stack dump in the log")
+        except Timeout:
+            pass
 
     def kill(self) -> None:
         """SIGKILL to the supervisor and every process it started, as a container runtime kills them."""
@@ -233,7 +249,7 @@ def assert_reconciled(pipeline: Pipeline, deployment: Deployment, expected_lines
 
 def stop_gracefully(worker: Worker) -> None:
     status = worker.terminate()
-    assert status == 0, f"SIGTERM: the {worker.side} worker exited {status}\n{worker.log_tail()}"
+    assert status == 0, f"SIGTERM: the {worker.side} worker exited {status}\n{worker.log_tail(400)}"
 
 
 def post_all(pipeline: Pipeline, reports: list[load.BenchReport]) -> None:
