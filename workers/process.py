@@ -33,7 +33,10 @@ def serve(settings: Settings, sides: list[Side]) -> int:
     """Run the sides' consumers in this process until SIGTERM or SIGINT."""
     configure_logging(settings.log_level, settings.log_format)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a worker that is slow to stop is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError):  # stderr is no file (serve called in-process under a test runner)
+        pass
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -79,6 +82,10 @@ def serve(settings: Settings, sides: list[Side]) -> int:
     runtime.stop()
     log.info("worker stopped")
     return ExitCode.OK
+
+
+#: How long the supervisor waits for a stopping child before sending it SIGTERM again.
+RESIGNAL_SECONDS = 10.0
 
 
 def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
@@ -131,7 +138,14 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
             children[n] = spawn(n)
     _forward(signal.SIGTERM, None)  # a child started while the signal arrived has not had it yet
     for child in children.values():
-        child.join()
+        child.join(timeout=RESIGNAL_SECONDS)
+        while child.is_alive():
+            # Seen once on RabbitMQ: a child still waiting for the signal it should have had. Asking
+            # again is harmless (its handler only sets a flag) and a child that is slow to finish
+            # its batches just keeps finishing them.
+            log.warning("worker process still running; asking it again to stop", process=child.name, pid=child.pid)
+            child.terminate()
+            child.join(timeout=RESIGNAL_SECONDS)
         if child.exitcode and not (child.exitcode == -signal.SIGTERM and child.pid in signalled):
             log.error("worker process exited", process=child.name, pid=child.pid, exit_code=child.exitcode)
     if failed is not None:
