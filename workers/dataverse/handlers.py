@@ -20,7 +20,7 @@ from contracts.transaction_categories import (
     CreateTransactionCategoriesV1,
     TransactionCategoriesV1,
 )
-from shared.errors import BusinessRuleViolation, refuse_if_any
+from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import repository
 from workers.dataverse.domain.projects import Project, change_project_status, estimate_expense, new_project
@@ -50,14 +50,12 @@ def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
-    created, problems = [], []
+    created, refusals = [], Refusals("create_projects")
     for index, row in enumerate(rows):
         project = Project(legal_entity=legal_entity, **row.model_dump())
-        try:
+        with refusals.row(f"rows.{index}"):
             created.append(new_project(legal_entity, project, existing.get(row.project_id)))
-        except BusinessRuleViolation as broken:
-            problems.append(f"rows.{index}: {broken}")
-    refuse_if_any(problems, "create_projects")
+    refusals.raise_if_any()
     repository.save_projects(uow.connection, created)
     _send_projects(message, uow, created)
 
@@ -67,13 +65,11 @@ def set_project_status(message: Decoded[SetProjectStatusV1], uow: UnitOfWork) ->
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
-    changed, problems = [], []
+    changed, refusals = [], Refusals("set_project_status")
     for index, row in enumerate(rows):
-        try:
+        with refusals.row(f"rows.{index}"):
             changed.append(change_project_status(legal_entity, row.project_id, row.status, existing.get(row.project_id)))
-        except BusinessRuleViolation as broken:
-            problems.append(f"rows.{index}: {broken}")
-    refuse_if_any(problems, "set_project_status")
+    refusals.raise_if_any()
     repository.save_projects(uow.connection, changed)
     _send_projects(message, uow, changed)
 
@@ -108,9 +104,9 @@ def create_expense_estimates(message: Decoded[CreateExpenseEstimatesV2], uow: Un
     categories = repository.company_expense_categories(
         uow.connection, legal_entity, (row.expense_category for row in rows)
     )
-    estimates, problems = [], []
+    estimates, refusals = [], Refusals("create_expense_estimates")
     for index, row in enumerate(rows):
-        try:
+        with refusals.row(f"rows.{index}"):
             estimates.append(
                 estimate_expense(
                     legal_entity,
@@ -119,7 +115,5 @@ def create_expense_estimates(message: Decoded[CreateExpenseEstimatesV2], uow: Un
                     company_categories=categories,
                 )
             )
-        except BusinessRuleViolation as broken:
-            problems.append(f"rows.{index}: {broken}")
-    refuse_if_any(problems, "create_expense_estimates")
+    refusals.raise_if_any()
     repository.save_expense_estimates(uow.connection, estimates)
