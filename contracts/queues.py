@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from contracts.envelope import Side
+from contracts.maps import MAPS
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,15 @@ class Queue:
         return f"{source} -> {target}"
 
 
-TABLE_MAPS: tuple[TableMap, ...] = (
-    TableMap("msdyn_transactioncategories", Side.DATAVERSE, Side.FINANCE),
-    TableMap("msdyn_expensecategories", Side.FINANCE, Side.DATAVERSE),
-    TableMap("msdyn_projects", Side.DATAVERSE, Side.FINANCE),
-    TableMap("msdyn_expenses", Side.FINANCE, Side.DATAVERSE),
-    TableMap("msdyn_actuals", Side.DATAVERSE, Side.FINANCE),
-    TableMap("msdyn_actualpostings", Side.FINANCE, Side.DATAVERSE),
-)
+#: One per declared map (``contracts/maps.yaml``), in the order declared.
+TABLE_MAPS: tuple[TableMap, ...] = tuple(TableMap(each.name, each.source, each.target) for each in MAPS)
 
 FINANCE_COMMANDS = Queue("finance.commands", Side.FINANCE)
 DATAVERSE_COMMANDS = Queue("dataverse.commands", Side.DATAVERSE)
 #: Dataverse's automated approvals run as system jobs, queued by Dataverse itself.
 DATAVERSE_SYSTEM_JOBS = Queue("dataverse.system-jobs", Side.DATAVERSE, producer="dataverse")
+#: Initial sync: the master side reports each page it exported to the bridge (contracts/initial_sync.py).
+BRIDGE_INITIAL_SYNC = Queue("bridge.initial-sync", Side.BRIDGE, producer="master side")
 
 
 def table_map(name: str) -> TableMap:
@@ -79,7 +76,7 @@ def table_map(name: str) -> TableMap:
 
 def all_queues() -> list[Queue]:
     """Every queue of the system, commands first, then each map's two legs."""
-    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS]
+    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, BRIDGE_INITIAL_SYNC]
     for each in TABLE_MAPS:
         queues += [each.outbound, each.inbound]
     return queues

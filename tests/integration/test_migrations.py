@@ -33,7 +33,8 @@ from workers.cli.exit_codes import ExitCode
 from workers.process import serve
 from workers.runtime import ALL_SIDES, SPECS, Runtime
 
-HEAD = "0002_dead_letter_outcome"
+#: Each side's newest revision: the bridge has the table maps' tables besides the operators' ones.
+HEADS = {"finance": "0002_dead_letter_outcome", "dataverse": "0002_dead_letter_outcome", "bridge": "0003_table_maps"}
 INITIAL = "0001_initial"
 
 
@@ -90,7 +91,7 @@ def upgrade_to(database: SideDatabase, revision: str) -> None:
 
 def test_upgrade_head_on_empty_databases_yields_exactly_the_metadata_schema(databases: dict[str, SideDatabase]) -> None:
     for side, database in databases.items():
-        assert migrations.upgrade(database) == (None, HEAD)
+        assert migrations.upgrade(database) == (None, HEADS[side])
         assert schema_differences(database) == [], f"{side}: migrations and metadata differ"
         assert migrations.revisions(database).at_head
 
@@ -109,16 +110,16 @@ def test_db_upgrade_creates_all_three_then_is_idempotent(
 
     code, first = cli_json(capsys, "db", "upgrade")
     assert code == ExitCode.OK
-    assert [(s["side"], s["before"], s["after"]) for s in first["sides"]] == [(side.value, None, HEAD) for side in ALL_SIDES]
+    assert [(s["side"], s["before"], s["after"]) for s in first["sides"]] == [(side.value, None, HEADS[side.value]) for side in ALL_SIDES]
 
     code, again = cli_json(capsys, "db", "upgrade")
     assert code == ExitCode.OK
-    assert [(s["before"], s["after"], s["changed"]) for s in again["sides"]] == [(HEAD, HEAD, False)] * 3
+    assert [(s["before"], s["after"], s["changed"]) for s in again["sides"]] == [(HEADS[s["side"]], HEADS[s["side"]], False) for s in again["sides"]]
     for database in databases.values():
         assert schema_differences(database) == []
 
     code, status = cli_json(capsys, "db", "status")
-    assert code == ExitCode.OK and all(s["current"] == s["head"] == HEAD for s in status["sides"])
+    assert code == ExitCode.OK and all(s["current"] == s["head"] == HEADS[s["side"]] for s in status["sides"])
 
 
 def test_db_upgrade_of_one_side_leaves_the_others_and_status_says_so(
@@ -131,7 +132,7 @@ def test_db_upgrade_of_one_side_leaves_the_others_and_status_says_so(
 
     code, status = cli_json(capsys, "db", "status")
     assert code == ExitCode.SCHEMA_BEHIND
-    assert {s["side"]: s["current"] for s in status["sides"]} == {"dataverse": None, "bridge": HEAD, "finance": None}
+    assert {s["side"]: s["current"] for s in status["sides"]} == {"dataverse": None, "bridge": HEADS["bridge"], "finance": None}
 
 
 def test_a_database_made_before_migrations_is_adopted(databases: dict[str, SideDatabase]) -> None:
@@ -144,8 +145,8 @@ def test_a_database_made_before_migrations_is_adopted(databases: dict[str, SideD
         connection.execute(text("DROP TABLE alembic_version"))
 
     # When upgraded, then each is at head with the metadata's schema, rows of the old one kept
-    assert migrations.upgrade(finance) == (None, HEAD)
-    assert migrations.upgrade(bridge) == (None, HEAD)
+    assert migrations.upgrade(finance) == (None, HEADS["finance"])
+    assert migrations.upgrade(bridge) == (None, HEADS["bridge"])
     for database in (finance, bridge):
         assert schema_differences(database) == []
     columns = {column["name"] for column in inspect(bridge.engine).get_columns("dead_letters")}
@@ -166,7 +167,7 @@ def test_a_worker_refuses_a_database_one_revision_behind(
 
     message = capsys.readouterr().err
     assert "finance database is behind" in message
-    assert f"at revision {INITIAL}" in message and f"needs {HEAD}" in message
+    assert f"at revision {INITIAL}" in message and f"needs {HEADS['finance']}" in message
     assert "dualwrite db upgrade --side finance" in message
     # Nothing was altered behind the operator's back
     assert migrations.revisions(databases["finance"]).current == INITIAL
@@ -201,7 +202,7 @@ def test_dualwrite_worker_process_refuses_a_database_behind(
     )
 
     assert done.returncode == ExitCode.SCHEMA_BEHIND, done.stderr
-    assert f"the dataverse database is behind its schema: it is at revision {INITIAL}, the code needs {HEAD}" in done.stderr
+    assert f"the dataverse database is behind its schema: it is at revision {INITIAL}, the code needs {HEADS['dataverse']}" in done.stderr
     assert "run `dualwrite db upgrade --side dataverse`" in done.stderr
 
 
@@ -251,4 +252,4 @@ def test_health_is_not_ok_on_a_database_behind(
 
     assert code == ExitCode.UNHEALTHY
     bridge = next(check for check in report["checks"] if check["name"] == "database:bridge")
-    assert bridge == {"name": "database:bridge", "ok": False, "detail": f"schema at {INITIAL}, head is {HEAD}: run `dualwrite db upgrade`"}
+    assert bridge == {"name": "database:bridge", "ok": False, "detail": f"schema at {INITIAL}, head is {HEADS['bridge']}: run `dualwrite db upgrade`"}

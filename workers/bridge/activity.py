@@ -1,0 +1,125 @@
+"""Each table map's activity log: what it applied, failed, held, released, and why its state changed.
+
+One row per event, in the bridge database (``map_activity``), written in the same transaction
+as the event itself, so the log never claims what did not happen. ``dualwrite maps log`` reads it;
+the alert rules count its failures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from workers.bridge.tables import map_activity
+
+
+class ActivityKind(StrEnum):
+    """What happened to a map; free text is accepted too, these are the ones the bridge writes."""
+
+    APPLIED = "applied"
+    FAILED = "failed"
+    REFUSED = "refused"
+    HELD = "held"
+    RELEASED = "released"
+    STATE = "state"
+    ALERT = "alert"
+    VERSION = "version"
+    CONFLICT = "conflict"
+    ECHO = "echo"
+    INITIAL_SYNC = "initial-sync"
+
+
+@dataclass(frozen=True)
+class Activity:
+    id: int
+    at: datetime
+    map: str
+    kind: str
+    message_id: str | None
+    correlation_id: str | None
+    key: str | None
+    detail: Any
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "map": self.map,
+            "kind": self.kind,
+            "message_id": self.message_id,
+            "correlation_id": self.correlation_id,
+            "key": self.key,
+            "detail": self.detail,
+        }
+
+
+def record_activity(
+    connection: Connection,
+    map_name: str,
+    kind: str,
+    *,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    key: str | Sequence[str] | Mapping[str, Any] | None = None,
+    detail: str | Mapping[str, Any] | Sequence[Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Add one event to a map's log, inside the caller's transaction."""
+    connection.execute(
+        map_activity.insert(),
+        {
+            "at": at or datetime.now(UTC),
+            "map": map_name,
+            "kind": str(kind),
+            "message_id": str(message_id) if message_id is not None else None,
+            "correlation_id": correlation_id,
+            "key": _key_text(key),
+            "detail": detail if isinstance(detail, str) or detail is None else json.dumps(detail, default=str),
+        },
+    )
+
+
+def _key_text(key: str | Sequence[str] | Mapping[str, Any] | None) -> str | None:
+    if key is None or isinstance(key, str):
+        return key
+    if isinstance(key, Mapping):
+        return ", ".join(f"{name}={value}" for name, value in key.items())
+    return "; ".join(str(each) for each in key)
+
+
+def activity_log(
+    connection: Connection, map_name: str, *, limit: int = 50, kinds: Sequence[str] = (), oldest_first: bool = False
+) -> list[Activity]:
+    """The map's latest ``limit`` events (newest first unless ``oldest_first``)."""
+    table = map_activity
+    query = select(table).where(table.c.map == map_name)
+    if kinds:
+        query = query.where(table.c.kind.in_([str(k) for k in kinds]))
+    newest = query.order_by(table.c.id.desc()).limit(limit)
+    rows = list(connection.execute(newest))
+    if oldest_first:
+        rows.reverse()
+    return [_activity(row) for row in rows]
+
+
+def count_since(connection: Connection, map_name: str, kind: str, since: datetime) -> int:
+    table = map_activity
+    query = select(func.count()).where(table.c.map == map_name, table.c.kind == str(kind), table.c.at >= since)
+    return connection.scalar(query) or 0
+
+
+def _activity(row: Any) -> Activity:
+    detail: Any = row.detail
+    if isinstance(detail, str) and detail[:1] in ("{", "["):
+        try:
+            detail = json.loads(detail)
+        except ValueError:
+            pass
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return Activity(row.id, at, row.map, row.kind, row.message_id, row.correlation_id, row.key, detail)
