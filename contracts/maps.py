@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.envelope import Side
 
@@ -27,6 +27,13 @@ DECLARATIONS = Path(__file__).with_name("maps.yaml")
 
 #: A value a filter condition or a default may take in a row (JSON scalars).
 Scalar = str | int | float | bool | None
+
+
+def option_text(value: Any) -> str:
+    """A value as value maps and filters compare it: ``true``, ``192350001``, ``hotel``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class FieldDirection(StrEnum):
@@ -51,6 +58,14 @@ class FieldMapping(Frozen):
     default: Scalar = None
     #: Source option value -> target option value; keys are compared as text ("192350001").
     value_map: dict[str, Scalar] = Field(default_factory=dict)
+
+    @field_validator("value_map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        # YAML reads ``192350001: expense`` with an integer key; keys are compared as text.
+        if isinstance(value, dict):
+            return {option_text(key): each for key, each in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _target_defaults_to_source(self) -> "FieldMapping":

@@ -26,6 +26,7 @@ from shared.settings import Settings
 from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
 from workers.bridge.bootstrap import SPEC as BRIDGE
+from workers.bridge.map_failures import map_failure_watch
 from workers.dataverse.bootstrap import SPEC as DATAVERSE
 from workers.finance.bootstrap import SPEC as FINANCE
 
@@ -58,6 +59,8 @@ class Runtime:
         # after Retries has decided whether the failure is final.
         self.ledger = DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names})
         self.broker.add_middleware(self.ledger, before=Retries)
+        if Side.BRIDGE in self.sides:  # table maps count their failures and apply their alert rules
+            self.broker.add_middleware(map_failure_watch(self.sides[Side.BRIDGE]), before=Retries)
         self._add_metrics_middleware()
         self.background = [task for runtime in self.sides.values() for task in runtime.background_tasks(settings)]
         self.worker: dramatiq.Worker | None = None

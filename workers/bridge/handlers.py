@@ -1,39 +1,222 @@
-"""The bridge's one handler: carry a table map's rows from its source side to its target side."""
+"""The bridge's one handler: carry a table map's rows from its source side to its target side.
+
+A :class:`MapCarrier` applies the map's declaration (``contracts/maps.yaml``) to each message: the
+map's state decides whether the message is carried, held or refused; a carried message is upcast
+to the map's active version, filtered, mapped field by field, and written to the outbox for the
+target side, with one activity-log line. Adding a simple map needs a declaration and a contract,
+no new handler.
+"""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from contracts.queues import TableMap
-from contracts.registry import Decoded
-from shared.consumer import Handler
+from pydantic import ValidationError
+
+from contracts.maps import MapDeclaration
+from contracts.queues import Queue, table_map
+from contracts.registry import Contract, ContractRegistry, Decoded, describe_validation_error
+from shared.errors import PermanentError, error_kind
+from shared.logging import get_logger
+from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
+from contracts.envelope import Side
+from workers.bridge import held_messages
+from workers.bridge.activity import ActivityKind, record_activity
+from workers.bridge.map_states import MapStatus, count_applied, count_failed, lock_state
+from workers.bridge.mapping import carried_rows, integration_keys
 
-RowFilter = Callable[[Any], bool]
+log = get_logger(__name__)
+
+#: Keys written to one activity line; a 1,000-row batch names its first ones and counts the rest.
+KEYS_LOGGED = 10
 
 
-def carrier(table_map: TableMap, keep: RowFilter | None = None) -> Handler:
-    """A handler that forwards a map's rows, as the newest contract version, to the target side.
+class MapRefused(PermanentError):
+    """Raised when a table map's state refuses its messages (stopped, not running)."""
 
-    ``keep`` is the map's filter: rows it rejects are not carried (a batch left empty sends nothing).
-    """
 
-    def carry(message: Decoded[Any], uow: UnitOfWork) -> None:
-        payload = message.payload
-        if keep is not None:
-            rows = [row for row in payload.rows if keep(row)]
-            if not rows:
-                return
-            payload = payload.model_copy(update={"rows": rows})
-        uow.emit(
-            table_map.inbound,
-            message.envelope.contract,
-            message.version,
-            payload,
-            correlation_id=message.envelope.correlation_id,
-            legal_entity=message.envelope.legal_entity,
+class VersionNotActive(MapRefused):
+    """Raised when a message is newer than the version its map runs; activate that version first."""
+
+
+class MappingFailed(PermanentError):
+    """Raised when rows mapped by a declaration do not fit the target side's contract."""
+
+
+@dataclass
+class MapCarrier:
+    """Carries, holds or refuses the messages of one table map, as its declaration and state say."""
+
+    declaration: MapDeclaration
+    registry: ContractRegistry
+
+    def __post_init__(self) -> None:
+        self.name = self.declaration.name
+        self.contract: Contract = self.registry.get(self.declaration.contract)
+        self.inbound: Queue = table_map(self.name).inbound
+        self.__name__ = f"carry_{self.name}"
+
+    # -- live messages ---------------------------------------------------------------------------
+
+    def __call__(self, message: Decoded[Any], uow: UnitOfWork) -> None:
+        status = lock_state(uow.connection, self.name)
+        if status.state.refuses:
+            raise MapRefused(self._refusal(status))
+        if status.state.holds or held_messages.holds_any(uow.connection, self.name):
+            # Paused, or resumed with messages still held: new ones queue up behind those.
+            if held_messages.hold(uow.connection, self.name, message):
+                record_activity(
+                    uow.connection,
+                    self.name,
+                    ActivityKind.HELD,
+                    message_id=str(message.envelope.message_id),
+                    correlation_id=message.envelope.correlation_id,
+                    detail={"state": status.state.value, "published_at": message.envelope.occurred_at.isoformat()},
+                )
+            return
+        self.apply(message, uow, status, ActivityKind.APPLIED)
+
+    def _refusal(self, status: MapStatus) -> str:
+        why = f" ({status.reason})" if status.reason else ""
+        return (
+            f"table map {self.name} is {status.state.value}{why}: it refuses new messages; "
+            f"`dualwrite maps start {self.name}` runs it again and `dualwrite dlq replay` re-sends this one"
         )
 
-    carry.__name__ = f"carry_{table_map.name}"
-    return carry
+    # -- applying one message --------------------------------------------------------------------
+
+    def apply(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> None:
+        """Send the message's rows on as the map's active version; count and log it."""
+        envelope = message.envelope
+        version = status.active_version
+        if envelope.version > version:
+            raise VersionNotActive(
+                f"{envelope.contract} v{envelope.version} is newer than the version table map {self.name} runs "
+                f"(v{version}); `dualwrite maps activate {self.name} --version {envelope.version}` first"
+            )
+        payload = self._payload_as(message, version)
+        rows = carried_rows(self.declaration, payload["rows"])
+        if rows:
+            outgoing = {**payload, "rows": rows}
+            if not self.declaration.is_identity:
+                outgoing = self._checked(outgoing, version)
+            uow.emit(
+                self.inbound,
+                envelope.contract,
+                version,
+                outgoing,
+                correlation_id=envelope.correlation_id,
+                legal_entity=envelope.legal_entity,
+            )
+        count_applied(uow.connection, self.name)
+        keys = integration_keys(self.declaration, payload["rows"], envelope.legal_entity)
+        shown = keys[:KEYS_LOGGED] + ([f"... {len(keys) - KEYS_LOGGED} more"] if len(keys) > KEYS_LOGGED else [])
+        record_activity(
+            uow.connection,
+            self.name,
+            kind,
+            message_id=str(envelope.message_id),
+            correlation_id=envelope.correlation_id,
+            key=shown,
+            detail={"rows": len(rows), "filtered_out": len(payload["rows"]) - len(rows), "version": version},
+        )
+
+    def _payload_as(self, message: Decoded[Any], version: int) -> dict[str, Any]:
+        """The payload as ``version`` of the contract: the decoded one, or the original upcast that far."""
+        if version == message.version:
+            return message.payload.model_dump(mode="json")
+        envelope = message.envelope
+        payload = envelope.payload
+        for step in self.contract.upcasters[envelope.version - 1 : version - 1]:
+            payload = step(payload)
+        return self._checked(payload, version)
+
+    def _checked(self, payload: dict[str, Any], version: int) -> dict[str, Any]:
+        try:
+            return self.contract.model(version).model_validate(payload).model_dump(mode="json")
+        except ValidationError as error:
+            raise MappingFailed(
+                f"table map {self.name}: rows as mapped do not fit {self.contract.name} v{version}: "
+                f"{describe_validation_error(error, 'payload.')}"
+            ) from None
+
+    # -- releasing held messages -----------------------------------------------------------------
+
+    def release(
+        self, database: SideDatabase, *, batch_size: int = 100, after_batch: Callable[[], object] | None = None
+    ) -> int:
+        """Apply held messages in release order while the map runs; how many were released.
+
+        Each batch is one transaction under the map's row lock, so a live message of the map
+        waits for it and then finds either more held messages (and joins the hold) or none.
+        """
+        released = 0
+        while True:
+            count, more = self._release_batch(database, batch_size)
+            released += count
+            if count and after_batch is not None:
+                after_batch()  # the relay: released messages leave in release order, batch by batch
+            if not more:
+                return released
+
+    def _release_batch(self, database: SideDatabase, batch_size: int) -> tuple[int, bool]:
+        with UnitOfWork(database, Side.BRIDGE) as uow:
+            status = lock_state(uow.connection, self.name)
+            if status.state.holds or status.state.refuses:
+                return 0, False
+            batch = held_messages.next_held(uow.connection, self.name, batch_size)
+            for held in batch:
+                self._release_one(held, uow, status)
+                held_messages.forget(uow.connection, held.sequence)
+            uow.commit()
+        return len(batch), len(batch) == batch_size
+
+    def _release_one(self, held: held_messages.HeldMessage, uow: UnitOfWork, status: MapStatus) -> None:
+        savepoint = uow.connection.begin_nested()
+        try:
+            message = self.registry.decode(held.body)
+            # Outgoing ids derive from the released message, as they would have when carried live.
+            uow.cause, uow.emitted = message.envelope, []
+            self.apply(message, uow, status, ActivityKind.RELEASED)
+            savepoint.commit()
+        except PermanentError as error:
+            savepoint.rollback()
+            self._dead_letter(held, error, uow)
+
+    def _dead_letter(self, held: held_messages.HeldMessage, error: PermanentError, uow: UnitOfWork) -> None:
+        """A held message that cannot be applied goes to the bridge's dead letters, with its reason."""
+        queue = table_map(self.name).outbound
+        connection = uow.connection
+        connection.execute(
+            uow.database.messaging.dead_letters.insert(),
+            {
+                "message_id": held.message_id,
+                "queue_name": queue.name,
+                "actor_name": queue.actor_name,
+                "contract": self.contract.name,
+                "correlation_id": None,
+                "error_kind": error_kind(error),
+                "error_type": type(error).__name__,
+                "error": str(error),
+                "traceback": "".join(traceback.format_exception(error, limit=10)),
+                "attempts": 1,
+                "body": held.body,
+                "dead_at": datetime.now(UTC),
+            },
+        )
+        refused = isinstance(error, MapRefused)
+        if not refused:
+            count_failed(connection, self.name, str(error))
+        record_activity(
+            connection,
+            self.name,
+            ActivityKind.REFUSED if refused else ActivityKind.FAILED,
+            message_id=held.message_id,
+            detail={"error_type": type(error).__name__, "error": str(error), "when": "released"},
+        )
+        log.warning("held message dead-lettered on release", map=self.name, message_id=held.message_id, error=str(error))
