@@ -11,15 +11,13 @@ worker reads only its own database); ``dualwrite dlq`` shows those.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
 from contracts.maps import AlertRule, map_declaration
 from workers.bridge.activity import ActivityKind, count_since, record_activity
-from workers.bridge.map_states import MapState, MapStatus, change_state, count_failed, lock_state
-from workers.bridge.tables import audit_log
+from workers.bridge.map_states import MapState, MapStatus, audit_entry, change_state, count_failed, lock_state
 
 #: Who the activity and audit logs name when an alert rule changes a map's state.
 ALERT_OPERATOR = "alert"
@@ -61,14 +59,7 @@ def _fire(connection: Connection, status: MapStatus, rule: AlertRule, failures: 
     reason = reason[:1000]
     record_activity(connection, status.map, ActivityKind.ALERT, detail={"rule": rule.describe(), "failures": failures, "action": rule.action}, at=at)
     change_state(connection, status.map, state, reason=reason, by=ALERT_OPERATOR)
-    connection.execute(
-        audit_log.insert(),
-        {
-            "at": at,
-            "operator": ALERT_OPERATOR,
-            "action": f"map-{rule.action}",
-            "target": status.map,
-            "count": failures,
-            "details": json.dumps({"rule": rule.describe(), "reason": reason, "from": status.state.value}),
-        },
+    audit_entry(
+        connection, ALERT_OPERATOR, f"map-{rule.action}", status.map, failures,
+        {"rule": rule.describe(), "reason": reason, "from": status.state.value}, at=at,
     )

@@ -14,6 +14,7 @@ so a pause, a resume or a release never interleaves with a message of the same m
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,7 +26,7 @@ from contracts.maps import MAPS, MapDeclaration, map_declaration
 from shared.database import insert_ignoring_duplicates
 from shared.errors import BusinessRuleViolation
 from workers.bridge.activity import ActivityKind, record_activity
-from workers.bridge.tables import held_messages, map_states
+from workers.bridge.tables import audit_log, held_messages, map_states
 
 #: Who "changed" a map that nobody has touched yet: its declaration.
 DECLARED = "declaration"
@@ -225,4 +226,28 @@ def count_failed(connection: Connection, name: str, error: str, at: datetime | N
         map_states.update()
         .where(map_states.c.map == name)
         .values(failed=map_states.c.failed + 1, last_error=error[:2000], last_error_at=at or now())
+    )
+
+
+def audit_entry(
+    connection: Connection,
+    operator: str,
+    action: str,
+    target: str,
+    count: int,
+    details: dict[str, Any],
+    *,
+    at: datetime | None = None,
+) -> None:
+    """A row of the operators' audit log (``dualwrite audit``), in the same transaction as the change."""
+    connection.execute(
+        audit_log.insert(),
+        {
+            "at": at or now(),
+            "operator": operator,
+            "action": action,
+            "target": target[:200],
+            "count": count,
+            "details": json.dumps(details, default=str),
+        },
     )
