@@ -15,7 +15,13 @@ from contracts.expense_reports import (
     SUBMIT_EXPENSE_REPORTS,
 )
 from contracts.expenses import MSDYN_EXPENSES
-from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS, MSDYN_PROJECTS, SET_PROJECT_STATUS
+from contracts.projects import (
+    CREATE_EXPENSE_ESTIMATES,
+    CREATE_PROJECTS,
+    MSDYN_PROJECTS,
+    SET_PROJECT_STATUS,
+    UPDATE_PROJECTS,
+)
 from contracts.queues import DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, FINANCE_COMMANDS, Queue, table_map
 from contracts.registry import Contract, ContractRegistry, Kind, build_registry
 from contracts.transaction_categories import (
@@ -32,6 +38,7 @@ CONTRACTS: tuple[Contract, ...] = (
     CREATE_PROJECTS,
     SET_PROJECT_STATUS,
     MSDYN_PROJECTS,
+    UPDATE_PROJECTS,
     CREATE_EXPENSE_ESTIMATES,
     CREATE_EXPENSE_REPORTS,
     SUBMIT_EXPENSE_REPORTS,
@@ -56,6 +63,7 @@ COMMAND_QUEUES: dict[str, Queue] = {
     SUBMIT_EXPENSE_REPORTS.name: FINANCE_COMMANDS,
     APPROVE_EXPENSE_REPORTS.name: FINANCE_COMMANDS,
     POST_EXPENSE_REPORTS.name: FINANCE_COMMANDS,
+    UPDATE_PROJECTS.name: FINANCE_COMMANDS,
 }
 
 

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.envelope import Side
+from contracts.row_versions import VERSION_FIELDS
 
 DECLARATIONS = Path(__file__).with_name("maps.yaml")
 
@@ -108,7 +109,8 @@ class MapDeclaration(Frozen):
     target: Side
     #: The side whose rows win a conflict and that exports its rows in an initial sync.
     master: Side | None = None
-    #: Whether the target side's changes travel back (item 5 of issue 6); one-way for now.
+    #: Whether the target side's changes travel back too (fields of direction ``both``); its rows
+    #: then carry their version (``contracts/row_versions.py``), and the master wins a conflict.
     two_way: bool = False
     contract: str
     #: The contract version the map runs (its active version, unless an operator activated a newer one).
@@ -133,6 +135,9 @@ class MapDeclaration(Frozen):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"map {self.name}: {what} field(s) mapped twice: {', '.join(repeated)}")
+        unversioned = [n for n in VERSION_FIELDS if n not in {f.source for f in self.fields}] if self.two_way else []
+        if unversioned:
+            raise ValueError(f"map {self.name}: a two-way map's rows carry their version: declare {', '.join(unversioned)}")
         unknown = [k for k in self.key if k != "legal_entity" and k not in {f.source for f in self.fields}]
         if unknown:
             raise ValueError(f"map {self.name}: key field(s) not among the fields: {', '.join(unknown)}")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from contracts.batch import Batch, Row, Rows
 from contracts.fields import Code, LineNumber, Name, Person, ProjectStatus
 from contracts.money import Amount, CurrencyCode, Quantity
 from contracts.registry import Contract, Kind, Scope
+from contracts.row_versions import Origin
 
 
 class NewProjectV1(Row):
@@ -85,6 +88,51 @@ class ProjectsV1(Batch):
     rows: Rows[ProjectV1]
 
 
+class ProjectV2(Row):
+    """A project row with its version (contracts/row_versions.py): msdyn_projects is two-way from v2.
+
+    Rows from Dataverse carry every field. Rows from finance carry only the fields the map declares
+    two-way (project id, name, status): a project's manager and billable flag are Dataverse's alone.
+    """
+
+    project_id: Code
+    name: Name
+    project_manager: Person | None = None
+    billable: bool | None = None
+    status: ProjectStatus
+    row_version: int = Field(ge=0, description="The row's version counter; 0 for a row without a version.")
+    row_origin: Origin = Field(description="The side whose change this version is.")
+
+
+class ProjectsV2(Batch):
+    """Projects of one legal entity with their versions, from Dataverse to finance or back."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("project_id",)
+    rows: Rows[ProjectV2]
+
+
+class ProjectUpdateV1(Row):
+    project_id: Code
+    name: Name | None = None
+    status: ProjectStatus | None = None
+
+
+class UpdateProjectsV1(Batch):
+    """Finance's own changes to projects of the envelope's legal entity: a new name, status, or both.
+
+    A field left out keeps its value; a row that changes nothing makes no new version and sends nothing.
+    """
+
+    key_fields: ClassVar[tuple[str, ...]] = ("project_id",)
+    rows: Rows[ProjectUpdateV1]
+
+
+def projects_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 row was written by Dataverse before rows had versions: unversioned (counter 0)."""
+    rows = [{**row, "row_version": 0, "row_origin": "dataverse"} for row in payload["rows"]]
+    return {**payload, "rows": rows}
+
+
 def estimates_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     """A v1 total becomes one unit at that cost."""
     rows = []
@@ -125,6 +173,17 @@ MSDYN_PROJECTS = Contract(
     name="msdyn_projects",
     kind=Kind.TABLE_MAP,
     scope=Scope.LEGAL_ENTITY,
-    versions=(ProjectsV1,),
+    versions=(ProjectsV1, ProjectsV2),
+    upcasters=(projects_v1_to_v2,),
+    # Unchanged since v1 (the description is part of every version's published schema); from v2
+    # rows carry their version and the map is two-way: finance's name and status changes travel back.
     description="Dataverse -> finance: projects with owning company, project manager, billable, status.",
+)
+
+UPDATE_PROJECTS = Contract(
+    name="update_projects",
+    kind=Kind.COMMAND,
+    scope=Scope.LEGAL_ENTITY,
+    versions=(UpdateProjectsV1,),
+    description="Upstream -> finance: rename, close or reopen projects in finance; msdyn_projects carries it to Dataverse.",
 )

@@ -22,6 +22,9 @@ class TableMap:
     name: str
     source: Side
     target: Side
+    #: A two-way map also carries the target side's changes back: ``<map>.<target>-to-bridge``, then
+    #: ``<map>.bridge-to-<source>`` (see contracts/row_versions.py for who wins a conflict).
+    two_way: bool = False
 
     @property
     def outbound(self) -> "Queue":
@@ -32,6 +35,22 @@ class TableMap:
     def inbound(self) -> "Queue":
         """The queue the bridge publishes to and the target side consumes."""
         return Queue(f"{self.name}.bridge-to-{self.target}", self.target, self.name)
+
+    @property
+    def reverse_outbound(self) -> "Queue":
+        """Two-way maps: the queue the target side publishes its own changes to, for the bridge."""
+        return Queue(f"{self.name}.{self.target}-to-bridge", Side.BRIDGE, self.name)
+
+    @property
+    def reverse_inbound(self) -> "Queue":
+        """Two-way maps: the queue the bridge carries the target side's changes on, to the source side."""
+        return Queue(f"{self.name}.bridge-to-{self.source}", self.source, self.name)
+
+    @property
+    def queues(self) -> list["Queue"]:
+        """The map's legs: source to bridge to target, then (two-way maps) target to bridge to source."""
+        legs = [self.outbound, self.inbound]
+        return legs + [self.reverse_outbound, self.reverse_inbound] if self.two_way else legs
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,7 @@ class Queue:
 
 
 #: One per declared map (``contracts/maps.yaml``), in the order declared.
-TABLE_MAPS: tuple[TableMap, ...] = tuple(TableMap(each.name, each.source, each.target) for each in MAPS)
+TABLE_MAPS: tuple[TableMap, ...] = tuple(TableMap(each.name, each.source, each.target, each.two_way) for each in MAPS)
 
 FINANCE_COMMANDS = Queue("finance.commands", Side.FINANCE)
 DATAVERSE_COMMANDS = Queue("dataverse.commands", Side.DATAVERSE)
@@ -78,7 +97,7 @@ def all_queues() -> list[Queue]:
     """Every queue of the system, commands first, then each map's two legs."""
     queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, BRIDGE_INITIAL_SYNC]
     for each in TABLE_MAPS:
-        queues += [each.outbound, each.inbound]
+        queues += each.queues
     return queues
 
 

@@ -126,6 +126,9 @@ def flow_diagram() -> str:
         lines.append("".join(lifelines()).rstrip())
         lines.append(arrow(each.outbound.name, each.source, Side.BRIDGE))
         lines.append(arrow(each.inbound.name, Side.BRIDGE, each.target))
+        if each.two_way:
+            lines.append(arrow(each.reverse_outbound.name, each.target, Side.BRIDGE))
+            lines.append(arrow(each.reverse_inbound.name, Side.BRIDGE, each.source))
     return "```text\n" + "\n".join(lines) + "\n```"
 
 

@@ -7,6 +7,7 @@ import fakeredis
 import pika.exceptions
 import redis.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.broker import Consumer
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -31,6 +32,22 @@ BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
     ConnectionError,
 )
+
+
+#: How long an idle Redis delay-queue consumer sleeps between polls at most. Delay queues hold only
+#: retries waiting out their backoff, so a slower poll costs a retry at most this much more wait;
+#: every worker polls one per queue, and at the workers' 100 ms idle timeout their polling was
+#: half of what idle workers spent.
+DELAY_QUEUE_POLL_MS = 1_000
+
+
+class _RedisBroker(RedisBroker):
+    """dramatiq's Redis broker, polling its idle delay queues less often than its work queues."""
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        if queue_name.endswith(".DQ"):  # dramatiq.common.dq_name
+            timeout = max(timeout, DELAY_QUEUE_POLL_MS)
+        return super().consume(queue_name, prefetch, timeout)
 
 
 def standard_middleware(settings: Settings) -> list[Middleware]:
@@ -67,5 +84,5 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     }
     if settings.embedded_broker:
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        return RedisBroker(client=client, **redis_options)
-    return RedisBroker(url=url, **redis_options)
+        return _RedisBroker(client=client, **redis_options)
+    return _RedisBroker(url=url, **redis_options)

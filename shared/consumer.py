@@ -21,6 +21,7 @@ from shared.errors import PermanentError, WrongQueue
 from shared.logging import bind_message_context, get_logger
 from shared.metrics import Metrics
 from shared.outbox import OutboxRelay
+from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
 
@@ -63,22 +64,31 @@ class Consumer:
                 contract=message.envelope.contract,
                 legal_entity=message.envelope.legal_entity,
             ):
-                emitted = self._apply(message, _enqueued_at(current))
-                if self.after_commit is not None:
-                    self.after_commit(message)
-                # A redelivery (emitted is None) also sends what an earlier, crashed delivery of
-                # this message committed; a first delivery that emitted nothing has nothing to send.
-                if emitted is None or emitted:
+                outgoing = self._apply(message, _enqueued_at(current))
+                try:
+                    if outgoing is not None:
+                        self._count_applied(message, outgoing)
+                    if self.after_commit is not None:
+                        self.after_commit(message)
+                except BaseException:
+                    # Not sent from memory after all: the retried delivery relays it from the outbox.
+                    self.database.sent_marks.not_sending(m.message_id for m in outgoing or ())
+                    raise
+                if outgoing is None:
+                    # A redelivery also sends what an earlier, crashed delivery of this message
+                    # committed and did not send.
                     self.relay.relay(caused_by=str(message.envelope.message_id))
+                elif outgoing:
+                    self.relay.send_committed(outgoing)
 
-    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[str] | None:
-        """Apply the message once; the ids it emitted, or None when it was applied before."""
+    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[Outgoing] | None:
+        """Apply the message once; what it wrote to the outbox, or None when it was applied before."""
         handler = self.endpoint.handlers.get(message.envelope.contract)
         if handler is None:
             raise WrongQueue(
                 f"queue {self.endpoint.queue.name!r} does not take contract {message.envelope.contract!r}"
             )
-        with UnitOfWork(self.database, self.side, cause=message.envelope) as uow:
+        with UnitOfWork(self.database, self.side, cause=message.envelope, relay_after_commit=True) as uow:
             if not uow.claim(message, self.endpoint.queue, enqueued_at):
                 log.info("duplicate message ignored")
                 if self.metrics is not None:
@@ -86,11 +96,13 @@ class Consumer:
                 return None
             handler(message, uow)
             uow.commit()
+        return uow.outgoing
+
+    def _count_applied(self, message: Decoded[Any], outgoing: list[Outgoing]) -> None:
         rows = len(message.payload.rows)
-        log.info("message applied", rows=rows, emitted=len(uow.emitted))
+        log.info("message applied", rows=rows, emitted=len(outgoing))
         if self.metrics is not None:
             self.metrics.applied(self.endpoint.queue, message.envelope.contract, rows)
-        return uow.emitted
 
 
 def _enqueued_at(current: dramatiq.Message[Any] | None) -> datetime | None:

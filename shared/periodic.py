@@ -16,10 +16,14 @@ class PeriodicTask:
     A failing run is logged and the next run happens as usual: the work must be safe to repeat.
     """
 
-    def __init__(self, name: str, interval: float, work: Callable[[], object]) -> None:
+    def __init__(
+        self, name: str, interval: float, work: Callable[[], object], *, final: Callable[[], object] | None = None
+    ) -> None:
         self.name = name
         self.interval = interval
         self.work = work
+        #: What the last run, on stop, does instead of ``work`` (the outbox relay: send everything left).
+        self.final = final
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -34,11 +38,11 @@ class PeriodicTask:
             self._thread.join(timeout=60)
             self._thread = None
         if final_run:
-            self.run_once()
+            self.run_once(self.final or self.work)
 
-    def run_once(self) -> None:
+    def run_once(self, work: Callable[[], object] | None = None) -> None:
         try:
-            self.work()
+            (work or self.work)()
         except Exception:
             log.exception("periodic task failed; it runs again at the next interval", task=self.name)
 

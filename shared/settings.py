@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         default=30, ge=1, description="How long the broker keeps dead letters (the database keeps them for good)"
     )
     outbox_sweep_seconds: float = Field(default=1.0, gt=0, description="How often the outbox relay looks for unsent messages")
+    outbox_resend_after_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="The outbox sweeper sends unsent messages older than this (younger ones are being sent by "
+        "the transaction that wrote them; what a crash left unsent goes out after this delay)",
+    )
 
     import_interval_seconds: float = Field(
         default=2.0, gt=0, description="How often finance runs Import from staging (and posts the journals)"

@@ -53,9 +53,14 @@ class SideRuntime:
         """The side's own tasks, then the outbox relay on a timer (for what a crash left unsent).
 
         Stopped in this order too, so the relay's last run sends what the others' last runs wrote.
+        While the side runs the sweeper sends only rows older than ``outbox_resend_after_seconds``
+        (younger ones are being sent by the transaction that wrote them); its last run sends all.
         """
         tasks = self.spec.periodic(self, settings) if self.spec.periodic is not None else []
-        return [*tasks, PeriodicTask(f"{self.spec.side}-outbox-relay", settings.outbox_sweep_seconds, self.relay.relay)]
+        sweeper = PeriodicTask(
+            f"{self.spec.side}-outbox-relay", settings.outbox_sweep_seconds, self.relay.sweep, final=self.relay.relay
+        )
+        return [*tasks, sweeper]
 
 
 def open_database(spec: SideSpec, settings: Settings) -> SideDatabase:
@@ -77,7 +82,7 @@ def assemble_side(
     metrics: Metrics | None = None,
 ) -> SideRuntime:
     database = open_database(spec, settings)
-    relay = OutboxRelay(database, Publisher(broker).send_raw)
+    relay = OutboxRelay(database, Publisher(broker).send_raw, resend_after=settings.outbox_resend_after_seconds)
     consumers = [
         Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, metrics=metrics)
         for endpoint in spec.endpoints()

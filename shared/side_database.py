@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, MetaData
 
 from shared.database import make_engine
 from shared.messaging_tables import MessagingTables
+from shared.outbox_marks import SentMarks
 
 
 @dataclass
@@ -18,6 +19,8 @@ class SideDatabase:
     engine: Engine
     metadata: MetaData
     messaging: MessagingTables
+    #: Messages this process sent from memory whose outbox rows are not yet marked sent.
+    sent_marks: SentMarks = field(default_factory=SentMarks)
 
     @classmethod
     def open(cls, side: str, url: str, metadata: MetaData, messaging: MessagingTables, *, pool_size: int = 10) -> "SideDatabase":

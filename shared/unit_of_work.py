@@ -2,7 +2,10 @@
 
 A redelivered message finds its inbox row and does nothing. A handler that fails rolls back its
 effects and its outgoing messages alike, so a crash before commit sends nothing, and a crash
-after commit leaves the outgoing messages in the outbox for the relay.
+after commit leaves the outgoing messages in the outbox for the relay. The unit of work keeps
+what it wrote to the outbox (``outgoing``) so the relay can send it from memory once committed,
+and its transaction also writes the side's pending notes of messages sent earlier (see
+``shared.outbox``), which saves the relay a transaction of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import Queue
 from contracts.registry import Decoded
 from shared.database import insert_ignoring_duplicates
+from shared.outbox import write_sent_marks
+from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 
 #: Outgoing message ids derive from the incoming one, so a re-run handler emits the same ids.
@@ -37,8 +42,12 @@ class UnitOfWork:
     database: SideDatabase
     side: Side
     cause: Envelope | None = None
+    #: The caller hands ``outgoing`` to ``OutboxRelay.send_committed`` once committed.
+    relay_after_commit: bool = False
     connection: Connection = field(init=False)
     emitted: list[str] = field(default_factory=list, init=False)
+    #: What this transaction wrote to the outbox, for the relay to send once it has committed.
+    outgoing: list[Outgoing] = field(default_factory=list, init=False)
     _committed: bool = field(default=False, init=False)
     _claimed: str | None = field(default=None, init=False)
     _started_at: datetime = field(default_factory=utcnow, init=False)
@@ -61,7 +70,15 @@ class UnitOfWork:
             self.connection.execute(
                 inbox.update().where(inbox.c.message_id == self._claimed).values(finished_at=utcnow())
             )
-        self.connection.commit()
+        marks, _ = write_sent_marks(self.connection, self.database)
+        sending = [message.message_id for message in self.outgoing] if self.relay_after_commit else []
+        self.database.sent_marks.sending(sending)
+        try:
+            self.connection.commit()
+        except BaseException:
+            self.database.sent_marks.put_back(marks)
+            self.database.sent_marks.not_sending(sending)
+            raise
         self._committed = True
 
     def claim(self, message: Decoded[Any], queue: Queue, enqueued_at: datetime | None) -> bool:
@@ -112,20 +129,22 @@ class UnitOfWork:
             causation_id=str(self.cause.message_id) if self.cause else None,
             message_id=self._next_message_id(queue),
         )
+        message_id, body = str(envelope.message_id), envelope.model_dump_json()
         self.connection.execute(
             self.database.messaging.outbox.insert(),
             {
-                "message_id": str(envelope.message_id),
+                "message_id": message_id,
                 "queue_name": queue.name,
                 "actor_name": queue.actor_name,
                 "contract": contract,
                 "correlation_id": correlation_id,
                 "causation_id": envelope.causation_id,
-                "body": envelope.model_dump_json(),
+                "body": body,
                 "created_at": utcnow(),
             },
         )
-        self.emitted.append(str(envelope.message_id))
+        self.emitted.append(message_id)
+        self.outgoing.append(Outgoing(queue.name, queue.actor_name, message_id, body))
         return envelope
 
     def _next_message_id(self, queue: Queue) -> uuid.UUID | None:

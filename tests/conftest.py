@@ -46,6 +46,7 @@ FAST = {
     "min_backoff_ms": 10,
     "max_backoff_ms": 100,
     "outbox_sweep_seconds": 0.1,
+    "outbox_resend_after_seconds": 0.5,
     "heartbeat_timeout_ms": 60_000,
     "dead_letter_ttl_days": 1,
     "log_level": "WARNING",

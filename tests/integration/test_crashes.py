@@ -4,6 +4,8 @@
     but unsent; the retry (or the sweeper) sends it, once.
 (b) Before the commit, after the handler's writes: everything rolls back, effects and outgoing
     messages alike; the retry does it all, once.
+(c) After the relay sent a committed message from memory, before the row was marked sent: the
+    sweeper sends it again once it is ``outbox_resend_after_seconds`` old; the receiver applies it once.
 
 "Sent exactly once" is counted at the relays (every send of every side, by message id) and at
 the receivers (one inbox row per message id).
@@ -12,6 +14,7 @@ the receivers (one inbox row per message id).
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -20,6 +23,8 @@ from sqlalchemy import func, select
 from contracts.envelope import Side
 from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, Queue, table_map
 from contracts.registry import Decoded
+from shared.outbox_marks import SentMarks
+from shared.waiting import wait_until
 from tests.integration.support import (
     BRIDGE,
     DATAVERSE,
@@ -216,3 +221,51 @@ def test_a_crash_before_finance_commits_shared_categories_leaves_none_half_writt
     assert system.shared_categories() == {"HOTEL": FOUR_CLASSES, "RAIL": FOUR_CLASSES}
     assert len(system.inbox(FINANCE)) == 1
     assert_every_message_sent_once_and_received_once(system)
+
+
+# -- (c) crash after the send from memory, before the row is marked sent -------------------------
+
+
+class ForgetsFirstNote(SentMarks):
+    """The side's notes of what it sent, losing the first one: the process died right after that send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: list[str] = []
+
+    def sent(self, message_id: str, sent_at: datetime) -> None:
+        if self.forgotten:
+            super().sent(message_id, sent_at)
+            return
+        self.forgotten.append(message_id)
+        self.not_sending([message_id])
+
+
+def test_a_crash_after_the_send_before_the_row_is_marked_sent_resends_it_and_the_receiver_applies_it_once(
+    system: System,
+) -> None:
+    # Given Dataverse's process dies right after sending its first outgoing message, before the
+    # note that marks its outbox row sent is written
+    notes = ForgetsFirstNote()
+    system.database(DATAVERSE).sent_marks = notes
+
+    # When a transaction category is created in Dataverse
+    command = system.publish("create_transaction_categories", [{"category": "HOTEL", "name": "Hotel"}], correlation_id="tc:crash-c")
+
+    # Then the sweeper sends the unmarked row again once it is old enough, and marks it sent
+    wait_until(lambda: notes.forgotten, timeout=20, what="the first send from memory")
+    [carried] = system.outbox_caused_by(DATAVERSE, command.message_id)
+    assert notes.forgotten == [carried.message_id]
+    wait_until(lambda: system.sends[carried.message_id] == 2, timeout=20, what="the sweeper's resend")
+    system.settle()
+    [carried] = system.outbox_caused_by(DATAVERSE, command.message_id)
+    assert carried.sent_at is not None
+
+    # And the bridge applied the message once, finance once: four shared categories, nothing dead
+    assert system.applied(BRIDGE, carried.message_id) == 1
+    assert len(system.inbox(BRIDGE)) == 1 and len(system.inbox(FINANCE)) == 1
+    assert system.count(DATAVERSE, dataverse.transaction_categories) == 1
+    assert system.shared_categories() == {"HOTEL": FOUR_CLASSES}
+    assert system.all_dead_letters() == {"dataverse": [], "bridge": [], "finance": []}
+    # And every other message went out once, from memory
+    assert all(count == 1 for message_id, count in system.sends.items() if message_id != carried.message_id)

@@ -34,7 +34,7 @@ from workers.process import serve
 from workers.runtime import ALL_SIDES, SPECS, Runtime
 
 #: Each side's newest revision: the bridge has the table maps' tables besides the operators' ones.
-HEADS = {"finance": "0002_dead_letter_outcome", "dataverse": "0002_dead_letter_outcome", "bridge": "0003_table_maps"}
+HEADS = {"finance": "0003_row_versions", "dataverse": "0003_row_versions", "bridge": "0005_row_versions"}
 INITIAL = "0001_initial"
 
 

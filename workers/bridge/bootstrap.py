@@ -17,7 +17,20 @@ from workers.bridge.tables import messaging, metadata
 
 def endpoints() -> list[Endpoint]:
     registry = default_registry()
-    return [Endpoint(table_map(each.name).outbound, {each.contract: MapCarrier(each, registry)}) for each in MAPS]
+    carriers = [Endpoint(table_map(each.name).outbound, {each.contract: MapCarrier(each, registry)}) for each in MAPS]
+    carriers += [reverse_endpoint(endpoint) for endpoint in carriers if _two_way(endpoint)]
+    return carriers
+
+
+def _two_way(endpoint: Endpoint) -> bool:
+    return any(isinstance(h, MapCarrier) and h.declaration.two_way for h in endpoint.handlers.values())
+
+
+def reverse_endpoint(endpoint: Endpoint) -> Endpoint:
+    """A two-way map's target side's changes reach the same carrier: one state, hold and row versions."""
+    name = endpoint.queue.table_map
+    assert name is not None
+    return Endpoint(table_map(name).reverse_outbound, endpoint.handlers)
 
 
 def periodic(runtime: SideRuntime, settings: Settings) -> list[PeriodicTask]:

@@ -29,6 +29,7 @@ from workers.bridge import held_messages
 from workers.bridge.activity import ActivityKind, record_activity
 from workers.bridge.map_states import MapStatus, count_applied, count_failed, lock_state
 from workers.bridge.mapping import carried_rows, integration_keys
+from workers.bridge import row_versions
 
 log = get_logger(__name__)
 
@@ -59,7 +60,13 @@ class MapCarrier:
         self.name = self.declaration.name
         self.contract: Contract = self.registry.get(self.declaration.contract)
         self.inbound: Queue = table_map(self.name).inbound
+        #: Two-way maps: where the target side's changes go (to the source side).
+        self.reverse_inbound: Queue = table_map(self.name).reverse_inbound
         self.__name__ = f"carry_{self.name}"
+
+    def backwards(self, envelope: Any) -> bool:
+        """Whether the message is a two-way map's target side's change, going to its source side."""
+        return self.declaration.two_way and envelope.source == self.declaration.target
 
     # -- live messages ---------------------------------------------------------------------------
 
@@ -100,13 +107,17 @@ class MapCarrier:
                 f"(v{version}); `dualwrite maps activate {self.name} --version {envelope.version}` first"
             )
         payload = self._payload_as(message, version)
-        rows = carried_rows(self.declaration, payload["rows"])
+        backwards = self.backwards(envelope)
+        rows = carried_rows(self.declaration, payload["rows"], backwards=backwards)
+        if self.declaration.two_way:
+            # Echoes, repeats and conflicts' losers are dropped here (workers/bridge/row_versions.py).
+            rows = row_versions.screen_rows(uow.connection, self.declaration, envelope, rows, backwards=backwards)
         if rows:
             outgoing = {**payload, "rows": rows}
-            if not self.declaration.is_identity:
+            if not self.declaration.is_identity or backwards:
                 outgoing = self._checked(outgoing, version)
             uow.emit(
-                self.inbound,
+                self.reverse_inbound if backwards else self.inbound,
                 envelope.contract,
                 version,
                 outgoing,

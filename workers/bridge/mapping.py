@@ -62,8 +62,14 @@ def map_row(declaration: MapDeclaration, row: Mapping[str, Any], *, backwards: b
     return mapped
 
 
-def carried_rows(declaration: MapDeclaration, rows: Iterable[Mapping[str, Any]]) -> list[Row]:
-    """The rows the map sends on: filtered, then mapped (as they are when the mapping is the identity)."""
+def carried_rows(declaration: MapDeclaration, rows: Iterable[Mapping[str, Any]], *, backwards: bool = False) -> list[Row]:
+    """The rows the map sends on: filtered, then mapped (as they are when the mapping is the identity).
+
+    Backwards (a two-way map's target side changes going to its source side) the filter, written
+    in the source side's terms, does not apply, and only fields of direction ``both`` travel.
+    """
+    if backwards:
+        return [map_row(declaration, row, backwards=True) for row in rows]
     kept = [row for row in rows if keeps(declaration.filter, row)]
     if declaration.is_identity:
         return [dict(row) for row in kept]

@@ -6,12 +6,12 @@ from contracts.actuals import MSDYN_ACTUALPOSTINGS, RUN_SYSTEM_JOBS
 from contracts.envelope import Side
 from contracts.expense_categories import MSDYN_EXPENSECATEGORIES
 from contracts.expenses import MSDYN_EXPENSES
-from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS, SET_PROJECT_STATUS
+from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS, MSDYN_PROJECTS, SET_PROJECT_STATUS
 from contracts.queues import DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, table_map
 from contracts.transaction_categories import CREATE_TRANSACTION_CATEGORIES
 from shared.consumer import Endpoint
 from shared.side import SideSpec
-from workers.dataverse import expense_handlers, handlers
+from workers.dataverse import expense_handlers, handlers, project_handlers
 from workers.dataverse.tables import messaging, metadata
 
 
@@ -33,6 +33,10 @@ def endpoints() -> list[Endpoint]:
         Endpoint(
             table_map(MSDYN_EXPENSES.name).inbound,
             {MSDYN_EXPENSES.name: expense_handlers.apply_expenses},
+        ),
+        Endpoint(
+            table_map(MSDYN_PROJECTS.name).reverse_inbound,
+            {MSDYN_PROJECTS.name: project_handlers.apply_project_changes},
         ),
         Endpoint(DATAVERSE_SYSTEM_JOBS, {RUN_SYSTEM_JOBS.name: expense_handlers.run_system_jobs}),
         Endpoint(

@@ -9,8 +9,8 @@ from contracts.projects import (
     MSDYN_PROJECTS,
     CreateExpenseEstimatesV2,
     CreateProjectsV1,
-    ProjectsV1,
-    ProjectV1,
+    ProjectsV2,
+    ProjectV2,
     SetProjectStatusV1,
 )
 from contracts.queues import table_map
@@ -20,6 +20,8 @@ from contracts.transaction_categories import (
     CreateTransactionCategoriesV1,
     TransactionCategoriesV1,
 )
+from contracts.envelope import Side
+from contracts.row_versions import own_changes, stamp_local_change
 from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import repository
@@ -49,12 +51,13 @@ def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None
     """Projects are mastered here; an existing project keeps its status. msdyn_projects tells finance."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
-    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
+    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows), for_update=True)
     created, refusals = [], Refusals("create_projects")
     for index, row in enumerate(rows):
         project = Project(legal_entity=legal_entity, **row.model_dump())
         with refusals.row(f"rows.{index}"):
-            created.append(new_project(legal_entity, project, existing.get(row.project_id)))
+            held = existing.get(row.project_id)
+            created.append(stamp_local_change(held, new_project(legal_entity, project, held), Side.DATAVERSE))
     refusals.raise_if_any()
     repository.save_projects(uow.connection, created)
     _send_projects(message, uow, created)
@@ -64,33 +67,42 @@ def set_project_status(message: Decoded[SetProjectStatusV1], uow: UnitOfWork) ->
     """Close or reopen projects of the envelope's company; msdyn_projects tells finance."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
-    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows))
+    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows), for_update=True)
     changed, refusals = [], Refusals("set_project_status")
     for index, row in enumerate(rows):
         with refusals.row(f"rows.{index}"):
-            changed.append(change_project_status(legal_entity, row.project_id, row.status, existing.get(row.project_id)))
+            held = existing.get(row.project_id)
+            changed.append(stamp_local_change(held, change_project_status(legal_entity, row.project_id, row.status, held), Side.DATAVERSE))
     refusals.raise_if_any()
     repository.save_projects(uow.connection, changed)
     _send_projects(message, uow, changed)
 
 
 def _send_projects(message: Decoded[Any], uow: UnitOfWork, saved: list[Project]) -> None:
-    """Finance needs each project's manager (who approves its expense lines), billable flag and status."""
+    """Finance needs each project's manager (who approves its expense lines), billable flag and status.
+
+    Only Dataverse's own versions are sent: a project whose version came from finance through the
+    bridge (saved again unchanged) is not sent back, which would be an echo.
+    """
     rows = [
-        ProjectV1(
+        ProjectV2(
             project_id=project.project_id,
             name=project.name,
             project_manager=project.project_manager,
             billable=project.billable,
             status=project.status,
+            row_version=project.row_version,
+            row_origin=project.row_origin,
         )
-        for project in saved
+        for project in own_changes(saved, Side.DATAVERSE)
     ]
+    if not rows:
+        return
     uow.emit(
         table_map(MSDYN_PROJECTS.name).outbound,
         MSDYN_PROJECTS.name,
         MSDYN_PROJECTS.latest,
-        ProjectsV1(rows=rows),
+        ProjectsV2(rows=rows),
         correlation_id=message.envelope.correlation_id,
         legal_entity=message.envelope.legal_entity,
     )

@@ -37,8 +37,13 @@ def company_expense_categories(connection: Connection, legal_entity: str, codes:
     return frozenset(found)
 
 
-def projects_by_id(connection: Connection, project_ids: Iterable[str]) -> dict[str, Project]:
-    rows = connection.execute(select(projects).where(projects.c.project_id.in_(sorted(set(project_ids))))).mappings()
+def projects_by_id(connection: Connection, project_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Project]:
+    """Projects by id; ``for_update`` locks them on PostgreSQL until the transaction ends (a change and
+    a row from finance for the same project then decide one after the other)."""
+    query = select(projects).where(projects.c.project_id.in_(sorted(set(project_ids)))).order_by(projects.c.project_id)
+    if for_update and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = connection.execute(query).mappings()
     return {row["project_id"]: Project(**{**row, "status": ProjectStatus(row["status"])}) for row in rows}
 
 

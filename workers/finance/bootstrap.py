@@ -11,7 +11,7 @@ from contracts.expense_reports import (
     POST_EXPENSE_REPORTS,
     SUBMIT_EXPENSE_REPORTS,
 )
-from contracts.projects import MSDYN_PROJECTS
+from contracts.projects import MSDYN_PROJECTS, UPDATE_PROJECTS
 from contracts.queues import FINANCE_COMMANDS, table_map
 from contracts.transaction_categories import MSDYN_TRANSACTIONCATEGORIES
 from shared.consumer import Endpoint
@@ -19,7 +19,7 @@ from shared.periodic import PeriodicTask
 from shared.settings import Settings
 from shared.side import SideRuntime, SideSpec
 from workers.finance import expense_report_handlers as reports
-from workers.finance import handlers
+from workers.finance import handlers, project_handlers
 from workers.finance.domain.integration_journal import Period
 from workers.finance.integration import ImportPolicy, run_integration, stage_actuals
 from workers.finance.metrics import EXPENSE_INTEGRATION_BALANCE
@@ -37,13 +37,14 @@ def endpoints() -> list[Endpoint]:
                 SUBMIT_EXPENSE_REPORTS.name: reports.submit_expense_reports,
                 APPROVE_EXPENSE_REPORTS.name: reports.approve_expense_reports,
                 POST_EXPENSE_REPORTS.name: reports.post_expense_reports,
+                UPDATE_PROJECTS.name: project_handlers.update_projects,
             },
         ),
         Endpoint(
             table_map(MSDYN_TRANSACTIONCATEGORIES.name).inbound,
             {MSDYN_TRANSACTIONCATEGORIES.name: handlers.create_shared_categories},
         ),
-        Endpoint(table_map(MSDYN_PROJECTS.name).inbound, {MSDYN_PROJECTS.name: reports.apply_projects}),
+        Endpoint(table_map(MSDYN_PROJECTS.name).inbound, {MSDYN_PROJECTS.name: project_handlers.apply_projects}),
         Endpoint(table_map(MSDYN_ACTUALS.name).inbound, {MSDYN_ACTUALS.name: stage_actuals}),
     ]
 

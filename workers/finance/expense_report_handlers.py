@@ -9,7 +9,6 @@ from contracts.expense_reports import (
     SubmitExpenseReportsV1,
 )
 from contracts.expenses import MSDYN_EXPENSES, ExpensesV1, ExpenseV1
-from contracts.projects import ProjectsV1
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from shared.errors import NotYet, Refusals
@@ -17,7 +16,6 @@ from shared.unit_of_work import UnitOfWork
 from workers.finance.domain.expense_reports import (
     ExpenseLine,
     ExpenseReport,
-    FinanceProject,
     ReportStatus,
     approve_report,
     create_report,
@@ -39,14 +37,6 @@ def _setup(uow: UnitOfWork, legal_entity: str) -> CompanySetup:
     if setup is None:
         raise NotYet(f"company {legal_entity} has no finance set-up; load it with `dualwrite setup`")
     return setup
-
-
-def apply_projects(message: Decoded[ProjectsV1], uow: UnitOfWork) -> None:
-    """msdyn_projects: finance keeps the project manager, billable flag and status of each project."""
-    legal_entity = message.envelope.legal_entity
-    report_store.save_projects(
-        uow.connection, [FinanceProject(legal_entity=legal_entity, **row.model_dump()) for row in message.payload.rows]
-    )
 
 
 def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOfWork) -> None:

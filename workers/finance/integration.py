@@ -89,9 +89,15 @@ def import_from_staging(database: SideDatabase, policy: ImportPolicy) -> Integra
     return IntegrationRun(lines_imported=len(actuals), journals_created=len(journals))
 
 
-def post_integration_journals(database: SideDatabase, journal_ids: list[str] | None = None, *, limit: int = 50) -> list[JournalPosting]:
-    """Post open journals: ledger, project subledger, and the results back to Dataverse (via the outbox)."""
-    with UnitOfWork(database, Side.FINANCE) as uow:
+def post_integration_journals(
+    database: SideDatabase, journal_ids: list[str] | None = None, *, limit: int = 50, relay: OutboxRelay | None = None
+) -> list[JournalPosting]:
+    """Post open journals: ledger, project subledger, and the results back to Dataverse (via the outbox).
+
+    With a relay the results are sent once committed; without one they wait in the outbox for the
+    finance worker's.
+    """
+    with UnitOfWork(database, Side.FINANCE, relay_after_commit=relay is not None) as uow:
         journals = integration_store.take_open_journals(uow.connection, journal_ids, limit)
         today = datetime.now(UTC).date()
         postings = [post_journal(journal, today) for journal in journals]
@@ -99,6 +105,8 @@ def post_integration_journals(database: SideDatabase, journal_ids: list[str] | N
         for posting in postings:
             _send_results(posting, uow)
         uow.commit()
+    if relay is not None:
+        relay.send_committed(uow.outgoing)
     return postings
 
 
@@ -110,11 +118,9 @@ def run_integration(database: SideDatabase, relay: OutboxRelay | None, policy: I
         total += run
         if run.lines_imported < policy.batch_size:
             break
-    while postings := post_integration_journals(database):
+    while postings := post_integration_journals(database, relay=relay):
         total.journals_posted += len(postings)
         total.lines_posted += sum(len(p.journal.lines) for p in postings)
-    if relay is not None:
-        relay.relay()
     if total.lines_imported or total.journals_posted:
         log.info("import from staging", **vars(total))
     return total

@@ -104,6 +104,9 @@ projects = Table(
     Column("project_manager", String(64), nullable=False),
     Column("billable", Boolean, nullable=False),
     Column("status", String(16), nullable=False),
+    #: The row's version (contracts/row_versions.py): msdyn_projects is two-way, Dataverse masters it.
+    Column("row_version", Integer, nullable=False, default=0, server_default="0"),
+    Column("row_origin", String(16), nullable=False, default="dataverse", server_default="dataverse"),
 )
 
 # -- expense reports -----------------------------------------------------------------------------

@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
+from contracts.envelope import Side
 from contracts.fields import ProjectStatus
 from contracts.money import to_cents
+from contracts.row_versions import RowVersion, SideOutcome, decide_on_side
 from shared.errors import BusinessRuleViolation
 
 
@@ -20,6 +24,9 @@ class Project:
     project_manager: str
     billable: bool
     status: ProjectStatus = ProjectStatus.ACTIVE
+    #: Its version (contracts/row_versions.py); a new project gets its first when saved.
+    row_version: int = 0
+    row_origin: str = "dataverse"
 
     @property
     def is_active(self) -> bool:
@@ -98,3 +105,22 @@ def estimate_expense(
         amount=to_cents(quantity * unit_cost),
         currency=currency,
     )
+
+
+def project_changed_in_finance(
+    legal_entity: str, row: Mapping[str, Any], held: Project | None, master: Side
+) -> tuple[SideOutcome, Project | None]:
+    """Finance's change to a project (name, status and version), and the project to save when it applies.
+
+    Only what the map carries back changes: the project manager and billable flag stay Dataverse's.
+    """
+    if held is None:
+        raise BusinessRuleViolation(f"project {row['project_id']!r} does not exist")
+    _owned_by(legal_entity, row["project_id"], held)
+    outcome = decide_on_side(RowVersion.of(held), RowVersion.of(row), master)
+    if not outcome.applies:
+        return outcome, None
+    changed = dataclasses.replace(
+        held, name=row["name"], status=ProjectStatus(row["status"]), row_version=row["row_version"], row_origin=row["row_origin"]
+    )
+    return outcome, changed

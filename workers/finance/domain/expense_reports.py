@@ -34,6 +34,9 @@ class FinanceProject:
     project_manager: str
     billable: bool
     status: ProjectStatus
+    #: Its version (contracts/row_versions.py): as it came from the bridge, or finance's own change's.
+    row_version: int = 0
+    row_origin: str = "dataverse"
 
 
 @dataclass(frozen=True)
