@@ -35,11 +35,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # statement with more than 50 parameters (every multi-row INSERT of a batch), which cost
         # more client CPU than the rest of the insert. A raw cursor sends the statement as it is.
         options = {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
-    # No pre-ping: it cost every unit of work a round trip. A connection the server dropped (a
-    # restart) fails its statement instead; SQLAlchemy then discards the pool's older connections and
-    # dramatiq retries the message, which had rolled back.
+    # Pre-ping costs a unit of work a round trip, but without it a pooled connection the server
+    # dropped (a restart, DROP DATABASE ... WITH (FORCE)) fails the next statement, which one-shot
+    # commands, unlike messages, do not retry.
     return create_engine(
-        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, future=True, **options
+        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True, **options
     )
 
 
