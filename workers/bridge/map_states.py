@@ -140,11 +140,14 @@ def lock_state(connection: Connection, name: str) -> MapStatus:
     runs it (recorded in the activity log as a version change).
     """
     declaration = map_declaration(name)
-    insert_ignoring_duplicates(connection, map_states, [_default_row(declaration)])
     query = select(map_states).where(map_states.c.map == name)
     if connection.dialect.name == "postgresql":
         query = query.with_for_update()
-    status = _status(connection.execute(query).one())
+    row = connection.execute(query).one_or_none()
+    if row is None:  # the map's first message or command: its row, then its lock
+        insert_ignoring_duplicates(connection, map_states, [_default_row(declaration)])
+        row = connection.execute(query).one()
+    status = _status(row)
     if declaration.version > status.active_version:
         status = _set_version(connection, status, declaration.version, DECLARED, "declaration deployed")
     return status
