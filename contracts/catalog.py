@@ -22,7 +22,15 @@ from contracts.projects import (
     SET_PROJECT_STATUS,
     UPDATE_PROJECTS,
 )
-from contracts.queues import DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, FINANCE_COMMANDS, Queue, table_map
+from contracts.initial_sync import INITIAL_SYNC_DATAVERSE_PAGE, INITIAL_SYNC_FINANCE_PAGE, INITIAL_SYNC_REPORT
+from contracts.queues import (
+    BRIDGE_INITIAL_SYNC,
+    DATAVERSE_COMMANDS,
+    DATAVERSE_SYSTEM_JOBS,
+    FINANCE_COMMANDS,
+    Queue,
+    table_map,
+)
 from contracts.registry import Contract, ContractRegistry, Kind, build_registry
 from contracts.transaction_categories import (
     CREATE_TRANSACTION_CATEGORIES,
@@ -48,6 +56,9 @@ CONTRACTS: tuple[Contract, ...] = (
     RUN_SYSTEM_JOBS,
     MSDYN_ACTUALS,
     MSDYN_ACTUALPOSTINGS,
+    INITIAL_SYNC_FINANCE_PAGE,
+    INITIAL_SYNC_DATAVERSE_PAGE,
+    INITIAL_SYNC_REPORT,
 )
 
 #: Which command queue each upstream command goes to.
@@ -64,6 +75,9 @@ COMMAND_QUEUES: dict[str, Queue] = {
     APPROVE_EXPENSE_REPORTS.name: FINANCE_COMMANDS,
     POST_EXPENSE_REPORTS.name: FINANCE_COMMANDS,
     UPDATE_PROJECTS.name: FINANCE_COMMANDS,
+    INITIAL_SYNC_FINANCE_PAGE.name: FINANCE_COMMANDS,
+    INITIAL_SYNC_DATAVERSE_PAGE.name: DATAVERSE_COMMANDS,
+    INITIAL_SYNC_REPORT.name: BRIDGE_INITIAL_SYNC,
 }
 
 

@@ -28,6 +28,7 @@ from contracts.envelope import Side
 from workers.bridge import held_messages
 from workers.bridge.activity import ActivityKind, record_activity
 from workers.bridge.map_states import MapStatus, count_applied, count_failed, lock_state
+from workers.bridge import initial_sync
 from workers.bridge.mapping import carried_rows, integration_keys
 from workers.bridge import row_versions
 
@@ -107,8 +108,13 @@ class MapCarrier:
                 f"(v{version}); `dualwrite maps activate {self.name} --version {envelope.version}` first"
             )
         payload = self._payload_as(message, version)
+        # Maps with an initial sync: a synced row older than a live change carried already is dropped.
         backwards = self.backwards(envelope)
-        rows = carried_rows(self.declaration, payload["rows"], backwards=backwards)
+        rows = carried_rows(
+            self.declaration,
+            initial_sync.screen_synced(uow.connection, self.name, envelope, payload["rows"]),
+            backwards=backwards,
+        )
         if self.declaration.two_way:
             # Echoes, repeats and conflicts' losers are dropped here (workers/bridge/row_versions.py).
             rows = row_versions.screen_rows(uow.connection, self.declaration, envelope, rows, backwards=backwards)

@@ -6,12 +6,13 @@ from contracts.actuals import MSDYN_ACTUALPOSTINGS, RUN_SYSTEM_JOBS
 from contracts.envelope import Side
 from contracts.expense_categories import MSDYN_EXPENSECATEGORIES
 from contracts.expenses import MSDYN_EXPENSES
+from contracts.initial_sync import INITIAL_SYNC_DATAVERSE_PAGE
 from contracts.projects import CREATE_EXPENSE_ESTIMATES, CREATE_PROJECTS, MSDYN_PROJECTS, SET_PROJECT_STATUS
 from contracts.queues import DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, table_map
 from contracts.transaction_categories import CREATE_TRANSACTION_CATEGORIES
 from shared.consumer import Endpoint
 from shared.side import SideSpec
-from workers.dataverse import expense_handlers, handlers, project_handlers
+from workers.dataverse import expense_handlers, exports, handlers, project_handlers
 from workers.dataverse.tables import messaging, metadata
 
 
@@ -24,6 +25,7 @@ def endpoints() -> list[Endpoint]:
                 CREATE_PROJECTS.name: handlers.create_projects,
                 SET_PROJECT_STATUS.name: handlers.set_project_status,
                 CREATE_EXPENSE_ESTIMATES.name: handlers.create_expense_estimates,
+                INITIAL_SYNC_DATAVERSE_PAGE.name: exports.export_page,
             },
         ),
         Endpoint(

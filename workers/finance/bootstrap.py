@@ -11,6 +11,7 @@ from contracts.expense_reports import (
     POST_EXPENSE_REPORTS,
     SUBMIT_EXPENSE_REPORTS,
 )
+from contracts.initial_sync import INITIAL_SYNC_FINANCE_PAGE
 from contracts.projects import MSDYN_PROJECTS, UPDATE_PROJECTS
 from contracts.queues import FINANCE_COMMANDS, table_map
 from contracts.transaction_categories import MSDYN_TRANSACTIONCATEGORIES
@@ -18,6 +19,7 @@ from shared.consumer import Endpoint
 from shared.periodic import PeriodicTask
 from shared.settings import Settings
 from shared.side import SideRuntime, SideSpec
+from workers.finance import exports
 from workers.finance import expense_report_handlers as reports
 from workers.finance import handlers, project_handlers
 from workers.finance.domain.integration_journal import Period
@@ -38,6 +40,7 @@ def endpoints() -> list[Endpoint]:
                 APPROVE_EXPENSE_REPORTS.name: reports.approve_expense_reports,
                 POST_EXPENSE_REPORTS.name: reports.post_expense_reports,
                 UPDATE_PROJECTS.name: project_handlers.update_projects,
+                INITIAL_SYNC_FINANCE_PAGE.name: exports.export_page,
             },
         ),
         Endpoint(
