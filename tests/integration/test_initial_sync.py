@@ -9,6 +9,7 @@ that the older synced copy must not overwrite.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -291,3 +292,47 @@ def test_transactional_maps_and_the_wrong_master_are_refused_with_a_clear_reason
     with pytest.raises(initial_sync.InitialSyncRefused, match="mastered by dataverse.*--master dataverse"):
         start(system, "msdyn_projects", Side.FINANCE, page_size=100)
     assert system.queue_length(DATAVERSE_COMMANDS) == 0 and system.queue_length(FINANCE_COMMANDS) == 0
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def operator_environment(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """The DUALWRITE_* variables an operator would set to reach this test's broker and databases."""
+    monkeypatch.setenv("DUALWRITE_BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("DUALWRITE_DATA_DIR", str(settings.data_dir))
+    for side in ("finance", "dataverse", "bridge"):
+        url = getattr(settings, f"{side}_db_url")
+        if url:
+            monkeypatch.setenv(f"DUALWRITE_{side.upper()}_DB_URL", url)
+        else:
+            monkeypatch.delenv(f"DUALWRITE_{side.upper()}_DB_URL", raising=False)
+
+
+def test_the_operator_command_syncs_reports_refused_rows_and_shows_the_run(
+    system: System, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workers.cli import main
+
+    operator_environment(monkeypatch, system.runtime.settings)
+    if system.backend == "embedded":
+        # The embedded broker lives inside the process running the workers: the command says so.
+        assert main(["maps", "initial-sync", "msdyn_expensecategories", "--master", "finance"]) == 5
+        assert "embedded broker" in capsys.readouterr().err
+        return
+    given_finance_expense_categories(system, 120, bad={7: {"expense_type": "spaceship"}, 90: {"name": " "}})
+    capsys.readouterr()
+    code = main(["maps", "initial-sync", "msdyn_expensecategories", "--master", "finance", "--page-size", "50", "--json"])
+    out = capsys.readouterr().out  # the workers of this test log on stdout too: the document starts at "{"
+    run = json.loads(out if out.startswith("{") else out[out.index("\n{\n") + 1 :])
+    # Refused rows make the exit status 1, each named with its key and reason
+    assert code == 1 and run["settled"] and run["state"] == "finished"
+    assert (run["pages"], run["rows_read"], run["rows_carried"], run["rows_failed"]) == (3, 120, 118, 2)
+    assert sorted(failure["key"][1] for failure in run["failures"]) == ["CAT00007", "CAT00090"]
+    assert main(["maps", "initial-sync", "msdyn_expensecategories", "--status"]) == 1
+    shown = capsys.readouterr().out
+    assert "finished; 3 page(s), 120 row(s) read of 120, 118 carried" in shown
+    assert "refused USMF, CAT00007 (page 2): expense_type:" in shown
+    # A wrong master is a usage error that names the right one
+    assert main(["maps", "initial-sync", "msdyn_projects", "--master", "finance"]) == 2
+    assert "--master dataverse" in capsys.readouterr().err

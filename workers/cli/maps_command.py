@@ -21,6 +21,7 @@ from workers.bridge import map_control
 from workers.bridge.activity import activity_log
 from workers.bridge.map_states import MapState, MapStateError, read_states
 from workers.cli.dlq_command import Stop, exit_status
+from workers.cli import initial_sync_command
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import print_json, print_table
 from workers.cli.progress import CounterLine
@@ -69,6 +70,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     activate.add_argument("--version", type=int, required=True, metavar="N", help="the contract version to run")
     _add_operator(activate)
     activate.set_defaults(run=run_activate)
+    initial_sync_command.add_action(actions, _bridge)
 
 
 def _add_operator(parser: argparse.ArgumentParser) -> None:
