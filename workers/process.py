@@ -5,6 +5,8 @@ migrations; ``dualwrite db upgrade`` creates or upgrades it.
 
 SIGTERM or SIGINT stops a process gracefully: dramatiq finishes the messages in flight, then the
 outbox relay sends what they committed.
+
+A worker process takes both with ``sigwait``, never with a Python handler (workers/stop_signals.py says why).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import faulthandler
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import signal
-import threading
 from types import FrameType
 
 from sqlalchemy.exc import OperationalError
@@ -25,6 +27,7 @@ from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail
 from workers.runtime import Runtime
+from workers.stop_signals import forget_stop_signals, stop_requested, stop_signals_blocked, wait_for_stop_signal
 
 log = get_logger(__name__)
 
@@ -37,14 +40,11 @@ def serve(settings: Settings, sides: list[Side]) -> int:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     except (OSError, ValueError):  # stderr is no file (serve called in-process under a test runner)
         pass
-    stopping = threading.Event()
+    with stop_signals_blocked():
+        return _serve(settings, sides)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        stopping.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+def _serve(settings: Settings, sides: list[Side]) -> int:
     runtime = Runtime(settings, sides)
     try:
         # Never create or alter a schema here: `dualwrite db upgrade` does, once, before the workers.
@@ -65,6 +65,11 @@ def serve(settings: Settings, sides: list[Side]) -> int:
         fail(str(behind))
         runtime.stop()
         return ExitCode.SCHEMA_BEHIND
+    if stop_requested():  # asked to stop while starting: nothing was consumed yet
+        runtime.stop()
+        forget_stop_signals()
+        log.info("worker stopped before it started")
+        return ExitCode.OK
     try:
         runtime.start()
     except OSError as error:  # the metrics port is taken (or not ours to bind)
@@ -78,14 +83,16 @@ def serve(settings: Settings, sides: list[Side]) -> int:
         threads=settings.worker_threads,
         metrics_port=settings.metrics_port,
     )
-    stopping.wait()
+    received = wait_for_stop_signal()
+    log.info("stopping", signal=received.name)
     runtime.stop()
+    forget_stop_signals()
     log.info("worker stopped")
     return ExitCode.OK
 
 
-#: How long the supervisor waits for a stopping child before sending it SIGTERM again.
-RESIGNAL_SECONDS = 10.0
+#: How often the supervisor says which child it is still waiting for while they stop.
+STILL_STOPPING_SECONDS = 10.0
 
 
 def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
@@ -100,33 +107,42 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
         return serve(settings, sides)
     configure_logging(settings.log_level, settings.log_format)  # the supervisor's own lines, as its children's
     context = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
+    children: dict[int, multiprocessing.process.BaseProcess] = {}
+    signalled: set[int | None] = set()
+    stopping = False
 
     def spawn(n: int) -> multiprocessing.process.BaseProcess:
         child = context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
-        child.start()
+        # Started with the stop signals blocked, the child inherits that mask: a SIGTERM that reaches it
+        # before serve() waits for one stays pending, and stops it gracefully once it has started.
+        with stop_signals_blocked():
+            child.start()
         return child
 
-    children = {n: spawn(n) for n in range(processes)}
-    signalled: set[int | None] = set()
-
-    def _forward(signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
+    def _forward(_signum: int, _frame: FrameType | None) -> None:
+        # Runs in the main thread, which never blocks on a lock this takes: a flag, a kill per child.
+        nonlocal stopping
+        stopping = True
         for child in list(children.values()):
             if child.is_alive() and child.pid not in signalled:
-                # SIGTERM, once: each child stops gracefully. A second one could reach a child
-                # that is already exiting, when Python has put back the default action (death).
-                signalled.add(child.pid)
+                signalled.add(child.pid)  # once: a child holds the signal pending until it takes it
                 child.terminate()
 
+    # Before the first child: a SIGTERM from now on is passed on, never the supervisor's death alone.
     signal.signal(signal.SIGTERM, _forward)
     signal.signal(signal.SIGINT, _forward)
+    # multiprocessing starts its resource tracker with the first child and unblocks SIGTERM and SIGINT
+    # after; started now, it leaves every child's inherited mask alone.
+    multiprocessing.resource_tracker.ensure_running()
+    for n in range(processes):
+        if not stopping:
+            children[n] = spawn(n)
     failed: int | None = None
-    while not stopping.is_set():
+    while not stopping:
         multiprocessing.connection.wait([child.sentinel for child in children.values()], timeout=1.0)
         for n, child in list(children.items()):
             code = child.exitcode
-            if code is None or stopping.is_set():
+            if code is None or stopping:
                 continue
             if code > 0:
                 log.error("worker process failed; stopping the others", process=child.name, pid=child.pid, exit_code=code)
@@ -138,22 +154,22 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
             children[n] = spawn(n)
     _forward(signal.SIGTERM, None)  # a child started while the signal arrived has not had it yet
     for child in children.values():
-        child.join(timeout=RESIGNAL_SECONDS)
-        while child.is_alive():
-            # Seen once on RabbitMQ: a child still waiting for the signal it should have had. Asking
-            # again is harmless (its handler only sets a flag) and a child that is slow to finish
-            # its batches just keeps finishing them.
-            log.warning("worker process still running; asking it again to stop", process=child.name, pid=child.pid)
-            child.terminate()
-            child.join(timeout=RESIGNAL_SECONDS)
-        if child.exitcode and not (child.exitcode == -signal.SIGTERM and child.pid in signalled):
+        child.join(timeout=STILL_STOPPING_SECONDS)
+        while child.is_alive():  # finishing its batches: in-flight messages are never cut short
+            log.warning("worker process still stopping", process=child.name, pid=child.pid)
+            child.join(timeout=STILL_STOPPING_SECONDS)
+        if child.exitcode and not _stopped_by_us(child, signalled):
             log.error("worker process exited", process=child.name, pid=child.pid, exit_code=child.exitcode)
     if failed is not None:
         return failed
-    # Killed by our own SIGTERM: a child still starting, before its handler was in place (nothing in flight).
-    codes = [0 if child.exitcode == -signal.SIGTERM and child.pid in signalled else child.exitcode or 0 for child in children.values()]
+    codes = [0 if _stopped_by_us(child, signalled) else child.exitcode or 0 for child in children.values()]
     # A negative status is a child killed by that signal: report it as a shell would (128 + signal).
     return next((code if code > 0 else 128 - code for code in codes if code != 0), ExitCode.OK)
+
+
+def _stopped_by_us(child: multiprocessing.process.BaseProcess, signalled: set[int | None]) -> bool:
+    """Killed by the SIGTERM we sent, before it could hold it pending (mask not yet inherited): nothing in flight."""
+    return child.exitcode == -signal.SIGTERM and child.pid in signalled
 
 
 def process_settings(settings: Settings, index: int) -> Settings:
