@@ -14,7 +14,6 @@ from __future__ import annotations
 import faulthandler
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.resource_tracker
 import signal
 from types import FrameType
 
@@ -45,6 +44,9 @@ def serve(settings: Settings, sides: list[Side]) -> int:
 
 
 def _serve(settings: Settings, sides: list[Side]) -> int:
+    if stop_requested():  # asked to stop before anything was built
+        forget_stop_signals()
+        return ExitCode.OK
     runtime = Runtime(settings, sides)
     try:
         # Never create or alter a schema here: `dualwrite db upgrade` does, once, before the workers.
@@ -113,10 +115,7 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
 
     def spawn(n: int) -> multiprocessing.process.BaseProcess:
         child = context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
-        # Started with the stop signals blocked, the child inherits that mask: a SIGTERM that reaches it
-        # before serve() waits for one stays pending, and stops it gracefully once it has started.
-        with stop_signals_blocked():
-            child.start()
+        child.start()  # a SIGTERM before serve() blocks it ends the child at once: nothing was consumed yet
         return child
 
     def _forward(_signum: int, _frame: FrameType | None) -> None:
@@ -131,9 +130,6 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
     # Before the first child: a SIGTERM from now on is passed on, never the supervisor's death alone.
     signal.signal(signal.SIGTERM, _forward)
     signal.signal(signal.SIGINT, _forward)
-    # multiprocessing starts its resource tracker with the first child and unblocks SIGTERM and SIGINT
-    # after; started now, it leaves every child's inherited mask alone.
-    multiprocessing.resource_tracker.ensure_running()
     for n in range(processes):
         if not stopping:
             children[n] = spawn(n)
@@ -168,7 +164,7 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
 
 
 def _stopped_by_us(child: multiprocessing.process.BaseProcess, signalled: set[int | None]) -> bool:
-    """Killed by the SIGTERM we sent, before it could hold it pending (mask not yet inherited): nothing in flight."""
+    """Killed by the SIGTERM we sent while it was still starting, before serve() blocked it: nothing in flight."""
     return child.exitcode == -signal.SIGTERM and child.pid in signalled
 
 
