@@ -27,7 +27,7 @@ from shared.unit_of_work import UnitOfWork
 from contracts.envelope import Side
 from workers.bridge import held_messages
 from workers.bridge.activity import ActivityKind, record_activity
-from workers.bridge.map_states import MapStatus, count_applied, count_failed, lock_state
+from workers.bridge.map_states import MapStatus, count_failed, lock_state
 from workers.bridge import initial_sync
 from workers.bridge.mapping import carried_rows, integration_keys
 from workers.bridge import row_versions
@@ -72,7 +72,7 @@ class MapCarrier:
     # -- live messages ---------------------------------------------------------------------------
 
     def __call__(self, message: Decoded[Any], uow: UnitOfWork) -> None:
-        status = lock_state(uow.connection, self.name)
+        status = lock_state(uow.connection, self.name, shared=True)
         if status.state.refuses:
             raise MapRefused(self._refusal(status))
         if status.state.holds or held_messages.holds_any(uow.connection, self.name):
@@ -130,7 +130,6 @@ class MapCarrier:
                 correlation_id=envelope.correlation_id,
                 legal_entity=envelope.legal_entity,
             )
-        count_applied(uow.connection, self.name)
         keys = integration_keys(self.declaration, payload["rows"], envelope.legal_entity)
         shown = keys[:KEYS_LOGGED] + ([f"... {len(keys) - KEYS_LOGGED} more"] if len(keys) > KEYS_LOGGED else [])
         record_activity(

@@ -26,7 +26,7 @@ from contracts.maps import MAPS, MapDeclaration, map_declaration
 from shared.database import insert_ignoring_duplicates
 from shared.errors import BusinessRuleViolation
 from workers.bridge.activity import ActivityKind, record_activity
-from workers.bridge.tables import audit_log, held_messages, map_states
+from workers.bridge.tables import audit_log, held_messages, map_activity, map_states
 
 #: Who "changed" a map that nobody has touched yet: its declaration.
 DECLARED = "declaration"
@@ -133,22 +133,27 @@ def _default_row(declaration: MapDeclaration) -> dict[str, Any]:
     }
 
 
-def lock_state(connection: Connection, name: str) -> MapStatus:
+def lock_state(connection: Connection, name: str, *, shared: bool = False) -> MapStatus:
     """The map's status, its row locked until the caller's transaction ends (created when missing).
 
+    ``shared`` (a live message): ``FOR SHARE``, so the map's messages are carried side by side,
+    while a state change or a release (``FOR UPDATE``) waits for them and they wait for it.
+
     A declaration whose version is newer than the row's active version was deployed: the map now
-    runs it (recorded in the activity log as a version change).
+    runs it (recorded in the activity log as a version change by the next exclusive lock).
     """
     declaration = map_declaration(name)
     query = select(map_states).where(map_states.c.map == name)
     if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(read=shared)
     row = connection.execute(query).one_or_none()
     if row is None:  # the map's first message or command: its row, then its lock
         insert_ignoring_duplicates(connection, map_states, [_default_row(declaration)])
         row = connection.execute(query).one()
     status = _status(row)
     if declaration.version > status.active_version:
+        if shared:  # writing the row under a shared lock could deadlock with another carrier
+            return replace(status, active_version=declaration.version)
         status = _set_version(connection, status, declaration.version, DECLARED, "declaration deployed")
     return status
 
@@ -159,6 +164,13 @@ def read_states(connection: Connection) -> list[MapStatus]:
     held = dict(
         connection.execute(select(held_messages.c.map, func.count()).group_by(held_messages.c.map)).all()
     )
+    carried = dict(
+        connection.execute(
+            select(map_activity.c.map, func.count())
+            .where(map_activity.c.kind.in_([ActivityKind.APPLIED.value, ActivityKind.RELEASED.value]))
+            .group_by(map_activity.c.map)
+        ).all()
+    )
     statuses = []
     for declaration in MAPS:
         status = rows.get(declaration.name)
@@ -168,7 +180,8 @@ def read_states(connection: Connection) -> list[MapStatus]:
             status = replace(status, state=MapState.RUNNING)
         if declaration.version > status.active_version:
             status = replace(status, active_version=declaration.version)
-        statuses.append(replace(status, held=held.get(declaration.name, 0)))
+        applied = status.applied + carried.get(declaration.name, 0)
+        statuses.append(replace(status, applied=applied, held=held.get(declaration.name, 0)))
     return statuses
 
 
@@ -217,7 +230,12 @@ def _set_version(connection: Connection, status: MapStatus, version: int, by: st
 
 
 def count_applied(connection: Connection, name: str, messages: int = 1) -> None:
-    """Add to the map's applied count (the caller holds the row lock)."""
+    """Add messages applied in bulk to the map's count (the caller holds the row lock).
+
+    Messages carried one by one are counted from their ``applied`` and ``released`` lines in the
+    activity log instead: an update of this row per message would make the map's carriers wait
+    for one another.
+    """
     connection.execute(
         map_states.update().where(map_states.c.map == name).values(applied=map_states.c.applied + messages)
     )

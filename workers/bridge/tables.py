@@ -35,6 +35,8 @@ map_states = Table(
     #: not_running, initializing, running, paused or stopped.
     Column("state", String(16), nullable=False),
     Column("active_version", Integer, nullable=False),
+    #: Messages applied in bulk; those carried one by one are counted from the activity log
+    #: (``maps list`` adds both): an update of this row per message would serialize the map.
     Column("applied", Integer, nullable=False),
     Column("failed", Integer, nullable=False),
     Column("last_error", Text),
