@@ -159,13 +159,13 @@ def _log_conflict(
         ActivityKind.CONFLICT,
         key=key,
         detail={
-            "master": declaration.master.value,
+            "lost": lost.origin.value,
             "winner": {"version": won.counter, "origin": won.origin.value},
             "loser": {"version": lost.counter, "origin": lost.origin.value},
-            "lost": lost.origin.value,
             # Conflict won: the master's change arrived second and is carried over the loser;
             # conflict lost: the incoming change is dropped, the winner was carried already.
             "carried": outcome is BridgeOutcome.CONFLICT_WON,
+            "master": declaration.master.value,
         },
         **_common(envelope),
     )
