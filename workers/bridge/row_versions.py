@@ -1,7 +1,7 @@
 """Echo and conflicts on two-way table maps, as the bridge decides them.
 
-The bridge carries both directions of a two-way map, each message under the map's row lock
-(``map_states``), so it sees every change of a row in one order. For each row it keeps the
+The bridge carries both directions of a two-way map and decides each row under a lock of its own
+(its row in ``two_way_rows``), so it sees every change of a row in one order. For each row it keeps the
 version it carried last (``two_way_rows``: map, integration key, version) and decides with
 :func:`contracts.row_versions.decide_at_bridge`:
 
@@ -30,7 +30,7 @@ from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, sel
 from contracts.envelope import Envelope, Side
 from contracts.maps import MapDeclaration
 from contracts.row_versions import BridgeOutcome, RowVersion, decide_at_bridge, loser
-from shared.database import upsert
+from shared.database import insert_ignoring_duplicates, upsert
 from shared.logging import get_logger
 from workers.bridge.activity import ActivityKind, record_activity
 from workers.bridge.tables import metadata
@@ -62,14 +62,35 @@ def key_text(declaration: MapDeclaration, row: Mapping[str, Any], legal_entity: 
     return json.dumps([str(value) for value in values], separators=(",", ":"))
 
 
-def carried_versions(connection: Connection, map_name: str, keys: Sequence[str]) -> dict[str, RowVersion]:
+def carried_versions(
+    connection: Connection, declaration: MapDeclaration, keys: Sequence[str], envelope: Envelope
+) -> dict[str, RowVersion]:
+    """The version carried last for each key, each key's row locked until the transaction ends.
+
+    Carriers of one map run side by side (they share the map's row lock), so two messages for the
+    same key must decide one after the other: a key seen for the first time gets an unversioned
+    row first (an insert that waits for a concurrent one of the same key), then every key's row is
+    read ``FOR UPDATE`` in key order (SQLite's writers are serialised already).
+    """
     table = two_way_rows
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    query = select(table.c.key, table.c.row_version, table.c.row_origin).where(
-        table.c.map == map_name, table.c.key.in_(wanted)
+    now = datetime.now(UTC)
+    unversioned = RowVersion(0, declaration.master).as_fields()
+    insert_ignoring_duplicates(
+        connection,
+        table,
+        [{"map": declaration.name, "key": key, **unversioned, "message_id": str(envelope.message_id), "carried_at": now}
+         for key in wanted],
     )
+    query = (
+        select(table.c.key, table.c.row_version, table.c.row_origin)
+        .where(table.c.map == declaration.name, table.c.key.in_(wanted))
+        .order_by(table.c.key)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
     return {row.key: RowVersion.of(row) for row in connection.execute(query)}
 
 
@@ -92,11 +113,12 @@ def screen_rows(
 ) -> list[dict[str, Any]]:
     """The rows of one message (mapped already) that the bridge carries on; the rest are logged.
 
-    The caller holds the map's row lock: no other message of the map is decided meanwhile.
+    Each key's row in ``two_way_rows`` is locked while the message is decided, so two messages
+    for one row (one from each side) are decided one after the other.
     """
     sent_by = declaration.target if backwards else declaration.source
     keys = [key_text(declaration, row, envelope.legal_entity, backwards=backwards) for row in rows]
-    carried = carried_versions(connection, declaration.name, keys)
+    carried = carried_versions(connection, declaration, keys, envelope)
     kept, advanced, quiet = [], {}, {}
     for row, key in zip(rows, keys, strict=True):
         incoming = RowVersion.of(row)
