@@ -99,11 +99,6 @@ class RunProgress:
         """Finished, and every row the master sent has reached the bridge (carried or superseded)."""
         return self.finished and self.rows_carried + self.rows_superseded >= self.rows_sent
 
-    @property
-    def rows_done(self) -> int:
-        """Rows the master has gone through (sent or refused)."""
-        return self.rows_read
-
     def as_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         for name in ("started_at", "updated_at", "finished_at"):
