@@ -229,18 +229,6 @@ def _set_version(connection: Connection, status: MapStatus, version: int, by: st
     return replace(status, active_version=version, changed_by=by)
 
 
-def count_applied(connection: Connection, name: str, messages: int = 1) -> None:
-    """Add messages applied in bulk to the map's count (the caller holds the row lock).
-
-    Messages carried one by one are counted from their ``applied`` and ``released`` lines in the
-    activity log instead: an update of this row per message would make the map's carriers wait
-    for one another.
-    """
-    connection.execute(
-        map_states.update().where(map_states.c.map == name).values(applied=map_states.c.applied + messages)
-    )
-
-
 def count_failed(connection: Connection, name: str, error: str, at: datetime | None = None) -> None:
     """Add one failure and remember it as the map's last error (the caller holds the row lock)."""
     connection.execute(
