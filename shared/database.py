@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -35,12 +36,42 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # statement with more than 50 parameters (every multi-row INSERT of a batch), which cost
         # more client CPU than the rest of the insert. A raw cursor sends the statement as it is.
         options = {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
-    # Pre-ping costs a unit of work a round trip, but without it a pooled connection the server
-    # dropped (a restart, DROP DATABASE ... WITH (FORCE)) fails the next statement, which one-shot
-    # commands, unlike messages, do not retry.
-    return create_engine(
-        parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True, **options
-    )
+    engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, future=True, **options)
+    _ping_idle_connections(engine)
+    return engine
+
+
+#: A pooled connection idle this long is pinged before use (see ``_ping_idle_connections``).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use when it sat idle for ``PING_AFTER_IDLE_SECONDS``.
+
+    Without a ping, a connection the server dropped (a restart, ``DROP DATABASE ... WITH (FORCE)``)
+    fails the next statement, which one-shot commands, unlike messages, do not retry.
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip for every unit of work.
+    A connection in constant use was just shown alive by its last statement, so only one that
+    rested is pinged. A dead one is replaced
+    (``DisconnectionError`` makes the pool connect again); a drop in the second after a use is
+    still met by the statement failing, which invalidates the pool, and a message is retried.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except psycopg.Error as error:
+            raise exc.DisconnectionError(f"pooled connection dropped by the server: {error}") from error
 
 
 def _sqlite_engine(url: str) -> Engine:
