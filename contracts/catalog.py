@@ -23,8 +23,10 @@ from contracts.projects import (
     UPDATE_PROJECTS,
 )
 from contracts.initial_sync import INITIAL_SYNC_DATAVERSE_PAGE, INITIAL_SYNC_FINANCE_PAGE, INITIAL_SYNC_REPORT
+from contracts.map_failures import MAP_FAILURE_REPORT
 from contracts.queues import (
     BRIDGE_INITIAL_SYNC,
+    BRIDGE_MAP_FAILURES,
     DATAVERSE_COMMANDS,
     DATAVERSE_SYSTEM_JOBS,
     FINANCE_COMMANDS,
@@ -59,6 +61,7 @@ CONTRACTS: tuple[Contract, ...] = (
     INITIAL_SYNC_FINANCE_PAGE,
     INITIAL_SYNC_DATAVERSE_PAGE,
     INITIAL_SYNC_REPORT,
+    MAP_FAILURE_REPORT,
 )
 
 #: Which command queue each upstream command goes to.
@@ -78,6 +81,7 @@ COMMAND_QUEUES: dict[str, Queue] = {
     INITIAL_SYNC_FINANCE_PAGE.name: FINANCE_COMMANDS,
     INITIAL_SYNC_DATAVERSE_PAGE.name: DATAVERSE_COMMANDS,
     INITIAL_SYNC_REPORT.name: BRIDGE_INITIAL_SYNC,
+    MAP_FAILURE_REPORT.name: BRIDGE_MAP_FAILURES,
 }
 
 

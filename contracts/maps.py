@@ -153,6 +153,13 @@ class MapDeclaration(Frozen):
         """The integration key's row fields (``legal_entity`` travels in the envelope)."""
         return tuple(k for k in self.key if k != "legal_entity")
 
+    def key_as_named_by(self, side: str) -> tuple[str, ...]:
+        """The integration key's fields as ``side`` names them in its rows (the target may rename them)."""
+        if side != self.target:
+            return self.key
+        targets = {field.source: field.target for field in self.fields}
+        return tuple(targets.get(k, k) for k in self.key)
+
 
 class MapDeclarations(Frozen):
     """The whole file: global defaults, then the maps."""

@@ -84,6 +84,9 @@ DATAVERSE_COMMANDS = Queue("dataverse.commands", Side.DATAVERSE)
 DATAVERSE_SYSTEM_JOBS = Queue("dataverse.system-jobs", Side.DATAVERSE, producer="dataverse")
 #: Initial sync: the master side reports each page it exported to the bridge (contracts/initial_sync.py).
 BRIDGE_INITIAL_SYNC = Queue("bridge.initial-sync", Side.BRIDGE, producer="master side")
+#: A map's message dead-lettered by the side the bridge carried it to, reported back for the map's
+#: activity log and alert rules (contracts/map_failures.py). One queue for every map: the report names it.
+BRIDGE_MAP_FAILURES = Queue("bridge.map-failures", Side.BRIDGE, producer="target side")
 
 
 def table_map(name: str) -> TableMap:
@@ -95,7 +98,7 @@ def table_map(name: str) -> TableMap:
 
 def all_queues() -> list[Queue]:
     """Every queue of the system, commands first, then each map's two legs."""
-    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, BRIDGE_INITIAL_SYNC]
+    queues = [FINANCE_COMMANDS, DATAVERSE_COMMANDS, DATAVERSE_SYSTEM_JOBS, BRIDGE_INITIAL_SYNC, BRIDGE_MAP_FAILURES]
     for each in TABLE_MAPS:
         queues += each.queues
     return queues

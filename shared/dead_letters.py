@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
 from shared.errors import error_kind
 from shared.side_database import SideDatabase
 
@@ -34,20 +36,25 @@ def describe_error(error: BaseException) -> str:
 
 def record_dead_letter(database: SideDatabase, letter: DeadLetter) -> None:
     with database.engine.begin() as connection:
-        connection.execute(
-            database.messaging.dead_letters.insert(),
-            {
-                "message_id": letter.message_id,
-                "queue_name": letter.queue_name,
-                "actor_name": letter.actor_name,
-                "contract": letter.contract,
-                "correlation_id": letter.correlation_id,
-                "error_kind": error_kind(letter.error),
-                "error_type": type(letter.error).__name__,
-                "error": describe_error(letter.error),
-                "traceback": letter.traceback,
-                "attempts": letter.attempts,
-                "body": letter.body,
-                "dead_at": datetime.now(UTC),
-            },
-        )
+        insert_dead_letter(connection, database, letter)
+
+
+def insert_dead_letter(connection: Connection, database: SideDatabase, letter: DeadLetter) -> None:
+    """The letter's row, in the caller's transaction (a side reporting a map's failure writes its report with it)."""
+    connection.execute(
+        database.messaging.dead_letters.insert(),
+        {
+            "message_id": letter.message_id,
+            "queue_name": letter.queue_name,
+            "actor_name": letter.actor_name,
+            "contract": letter.contract,
+            "correlation_id": letter.correlation_id,
+            "error_kind": error_kind(letter.error),
+            "error_type": type(letter.error).__name__,
+            "error": describe_error(letter.error),
+            "traceback": letter.traceback,
+            "attempts": letter.attempts,
+            "body": letter.body,
+            "dead_at": datetime.now(UTC),
+        },
+    )

@@ -27,6 +27,7 @@ from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
 from workers.bridge.bootstrap import SPEC as BRIDGE
 from workers.bridge.map_failures import map_failure_watch
+from workers.operations.dead_letter_reports import map_failure_reporters
 from workers.dataverse.bootstrap import SPEC as DATAVERSE
 from workers.finance.bootstrap import SPEC as FINANCE
 
@@ -57,7 +58,11 @@ class Runtime:
         }
         # dramatiq runs "after" hooks in reverse order: placed before Retries, the ledger runs
         # after Retries has decided whether the failure is final.
-        self.ledger = DeadLetterLedger({queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names})
+        # A table map's message refused by finance or Dataverse is reported to the bridge with its letter.
+        self.ledger = DeadLetterLedger(
+            {queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names},
+            map_failure_reporters(self.sides.values()),
+        )
         self.broker.add_middleware(self.ledger, before=Retries)
         if Side.BRIDGE in self.sides:  # table maps count their failures and apply their alert rules
             self.broker.add_middleware(map_failure_watch(self.sides[Side.BRIDGE]), before=Retries)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -21,8 +21,13 @@ class DeadLetterLedger(Middleware):
     """Must be added *before* dramatiq's Retries: "after" hooks run in reverse order, and Retries
     is the one that decides whether a failure is final."""
 
-    def __init__(self, databases: Mapping[str, SideDatabase]) -> None:
+    def __init__(
+        self, databases: Mapping[str, SideDatabase], recorders: Mapping[str, Callable[[DeadLetter], None]] | None = None
+    ) -> None:
         self.databases = databases  # queue name -> the database of the side consuming it
+        #: Queues whose letters are recorded otherwise: a table map's queue into finance or Dataverse,
+        #: whose side reports the failure to the bridge with the letter (workers/operations/dead_letter_reports.py).
+        self.recorders = recorders or {}
 
     def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result=None, exception=None) -> None:  # noqa: ANN001
         if exception is None or not message.failed:
@@ -43,7 +48,11 @@ class DeadLetterLedger(Middleware):
             **_envelope_fields(body),
         )
         try:
-            record_dead_letter(database, letter)
+            recorder = self.recorders.get(message.queue_name)
+            if recorder is not None:
+                recorder(letter)
+            else:
+                record_dead_letter(database, letter)
         except Exception:
             # The message is still in the broker's dead-letter queue; only the reason is lost.
             log.exception("could not record the dead letter's reason", queue=message.queue_name)

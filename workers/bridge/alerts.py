@@ -1,17 +1,19 @@
 """Alert rules: a map that fails too often in a window is paused (or stopped), and says why.
 
-What counts as a failure of a map is what the bridge itself sees: a message of the map's
-outbound queue that is dead-lettered at the bridge (a contract the bridge cannot read, rows the
-declaration cannot map, a version that is not active, a database error that outlived its
-retries) or a held message that cannot be applied on release. Refusals of a stopped or
-not-running map are logged as ``refused`` and do not count: the operator chose them. A refusal
-by the target side lands in the target's own dead letters, which the bridge does not read (each
-worker reads only its own database); ``dualwrite dlq`` shows those.
+What counts as a failure of a map: a message of the map's outbound queue that is dead-lettered at
+the bridge (a contract the bridge cannot read, rows the declaration cannot map, a version that is
+not active, a database error that outlived its retries), a held message that cannot be applied on
+release, and a message the bridge carried that the target side dead-lettered (its handler refused
+it), which that side reports back on ``bridge.map-failures`` (``workers/bridge/map_failures.py``).
+Refusals of a stopped or not-running map are logged as ``refused`` and do not count: the operator
+chose them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -30,14 +32,20 @@ def record_failure(
     *,
     message_id: str | None = None,
     correlation_id: str | None = None,
+    key: Sequence[str] | None = None,
+    detail: Mapping[str, Any] | None = None,
     at: datetime | None = None,
 ) -> AlertRule | None:
-    """Count and log one failure of the map, then apply its alert rules; the rule that fired, if any."""
+    """Count and log one failure of the map, then apply its alert rules; the rule that fired, if any.
+
+    ``error`` is what ``maps list`` shows as the last error; ``detail`` (default: ``error``) is logged.
+    """
     at = at or datetime.now(UTC)
     status = lock_state(connection, map_name)
     count_failed(connection, map_name, error, at)
     record_activity(
-        connection, map_name, ActivityKind.FAILED, message_id=message_id, correlation_id=correlation_id, detail=error, at=at
+        connection, map_name, ActivityKind.FAILED, message_id=message_id, correlation_id=correlation_id,
+        key=key, detail=detail if detail is not None else error, at=at,
     )
     return apply_alert_rules(connection, status, at, error)
 

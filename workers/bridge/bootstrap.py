@@ -6,13 +6,15 @@ from contracts.catalog import default_registry
 from contracts.envelope import Side
 from contracts.maps import MAPS
 from contracts.initial_sync import INITIAL_SYNC_REPORT
-from contracts.queues import BRIDGE_INITIAL_SYNC, table_map
+from contracts.map_failures import MAP_FAILURE_REPORT
+from contracts.queues import BRIDGE_INITIAL_SYNC, BRIDGE_MAP_FAILURES, table_map
 from shared.consumer import Endpoint
 from shared.periodic import PeriodicTask
 from shared.settings import Settings
 from shared.side import SideRuntime, SideSpec
 from workers.bridge import initial_sync
 from workers.bridge.handlers import MapCarrier
+from workers.bridge.map_failures import record_target_failures
 from workers.bridge.release import HeldMessageRelease
 from workers.bridge.tables import messaging, metadata
 
@@ -21,7 +23,11 @@ def endpoints() -> list[Endpoint]:
     registry = default_registry()
     carriers = [Endpoint(table_map(each.name).outbound, {each.contract: MapCarrier(each, registry)}) for each in MAPS]
     carriers += [reverse_endpoint(endpoint) for endpoint in carriers if _two_way(endpoint)]
-    return [*carriers, Endpoint(BRIDGE_INITIAL_SYNC, {INITIAL_SYNC_REPORT.name: initial_sync.record_page_reports})]
+    return [
+        *carriers,
+        Endpoint(BRIDGE_INITIAL_SYNC, {INITIAL_SYNC_REPORT.name: initial_sync.record_page_reports}),
+        Endpoint(BRIDGE_MAP_FAILURES, {MAP_FAILURE_REPORT.name: record_target_failures}),
+    ]
 
 
 def _two_way(endpoint: Endpoint) -> bool:

@@ -1,4 +1,6 @@
-"""Counts each message a table map dead-letters at the bridge, and applies the map's alert rules."""
+"""Counts each failure of a table map and applies the map's alert rules: the messages it dead-letters
+at the bridge (``MapFailureWatch``) and those the target side dead-lettered, which that side reports
+on ``bridge.map-failures`` (``record_target_failures``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from collections.abc import Mapping
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from contracts.map_failures import MapFailuresV1
+from contracts.maps import map_declaration
+from contracts.registry import Decoded
 from shared.logging import get_logger
+from shared.unit_of_work import UnitOfWork
 from shared.side import SideRuntime
 from shared.side_database import SideDatabase
 from workers.bridge.activity import ActivityKind, record_activity
@@ -71,3 +77,43 @@ def map_failure_watch(bridge: SideRuntime) -> MapFailureWatch:
         if consumer.endpoint.queue.table_map is not None
     }
     return MapFailureWatch(bridge.database, maps)
+
+
+#: Correlation ids of an initial sync's batches (``workers/initial_sync_export.py``).
+INITIAL_SYNC_CORRELATION = "initial-sync:"
+
+
+def record_target_failures(message: Decoded[MapFailuresV1], uow: UnitOfWork) -> None:
+    """A side refused messages the bridge carried to it: each is a failure of its map, with side, keys and reason.
+
+    Counted toward the map's alert rules like a failure at the bridge, except a batch of an initial
+    sync, logged as ``initial-sync`` (so a sync of old data does not pause the map half-way, as for
+    the rows the master itself refuses).
+    """
+    for row in message.payload.rows:
+        try:
+            map_declaration(row.table_map)
+        except KeyError:
+            log.warning("failure reported for an unknown table map", map=row.table_map, message_id=row.message_id)
+            continue
+        reason = f"{row.error_type}: {row.error}"
+        # The message id is the refused one (what `dualwrite dlq` names it by); its cause, the one the bridge received.
+        detail = {
+            "refused_by": row.side, "error": reason, "queue": row.queue, "carried": row.causation_id,
+            "dead_at": row.dead_at.isoformat(),
+        }
+        if (row.correlation_id or "").startswith(INITIAL_SYNC_CORRELATION):
+            lock_state(uow.connection, row.table_map)
+            record_activity(
+                uow.connection, row.table_map, ActivityKind.INITIAL_SYNC, message_id=row.message_id,
+                correlation_id=row.correlation_id, key=row.keys, detail=detail,
+            )
+            continue
+        fired = record_failure(
+            uow.connection, row.table_map, f"refused by {row.side}: {reason}",
+            message_id=row.message_id, correlation_id=row.correlation_id, key=row.keys, detail=detail,
+        )
+        log.warning("table map message refused by its target side", map=row.table_map, side=row.side,
+                    message_id=row.message_id, error=reason)
+        if fired is not None:
+            log.warning("alert rule fired", map=row.table_map, rule=fired.describe(), action=fired.action)

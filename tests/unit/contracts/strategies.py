@@ -17,7 +17,7 @@ from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from hypothesis import strategies as st
-from pydantic import AfterValidator, BaseModel, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 
 from contracts import money
 
@@ -93,6 +93,11 @@ def value_strategy(annotation: Any, metadata: list[Any] | None = None) -> st.Sea
         return row_strategy(annotation)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return st.sampled_from([member.value for member in annotation])
+    if origin is typing.Literal:
+        return st.sampled_from(list(typing.get_args(annotation)))
+    if annotation is AwareDatetime:
+        moments = st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2100, 12, 31), timezones=st.just(dt.UTC))
+        return moments.map(dt.datetime.isoformat)
     if annotation is bool:
         return st.booleans()
     if annotation is int:

@@ -1,0 +1,56 @@
+"""A table map's message refused by its target side, reported back to the bridge.
+
+The bridge carries a map's rows to a side; when that side's handler refuses them for good (the
+message is dead-lettered there), the side writes ``map_failure_report`` to its outbox in the same
+transaction as its dead-letter row, for the bridge's ``bridge.map-failures`` queue. The bridge
+logs it in the map's activity log as a failure, with the side, the rows' integration keys and the
+reason, and applies the map's alert rules, as it does for a failure of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from contracts.batch import Batch, Row, Rows
+from contracts.registry import Contract, Kind, Scope
+
+#: Integration keys named in one report; a 1,000-row batch names its first ones and counts the rest.
+KEYS_REPORTED = 10
+
+Text = Annotated[str, StringConstraints(max_length=200)]
+
+
+class MapFailureV1(Row):
+    table_map: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
+    #: The side that refused the message (the queue's consumer).
+    side: Literal["finance", "dataverse"]
+    queue: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    #: The refused message: its id (what ``dualwrite dlq`` names it by), correlation and cause.
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    correlation_id: Text | None = None
+    causation_id: Text | None = None
+    legal_entity: Annotated[str, StringConstraints(max_length=8)] | None = None
+    #: The rows' integration keys as text (``legal_entity=DEMF, project_id=P-1``), the first
+    #: ``KEYS_REPORTED`` of them, then ``... N more``; empty when the body could not be read.
+    keys: Annotated[list[Annotated[str, StringConstraints(max_length=1000)]], Field(max_length=KEYS_REPORTED + 1)] = []
+    error_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    error: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    dead_at: AwareDatetime
+
+
+class MapFailuresV1(Batch):
+    """Messages of table maps dead-lettered by the side they were carried to (one row per message)."""
+
+    key_fields: ClassVar[tuple[str, ...]] = ("message_id",)
+    rows: Rows[MapFailureV1]
+
+
+MAP_FAILURE_REPORT = Contract(
+    name="map_failure_report",
+    kind=Kind.COMMAND,
+    scope=Scope.GLOBAL,
+    versions=(MapFailuresV1,),
+    description="Target side -> bridge: a table map's message it refused (dead-lettered), with keys and reason.",
+)

@@ -1,0 +1,126 @@
+"""A side that dead-letters a table map's message tells the bridge, through its outbox.
+
+Finance and Dataverse consume the queues the bridge carries table maps on
+(``<map>.bridge-to-<side>``). When one of them refuses such a message for good, its dead-letter
+ledger records the letter and, in the same transaction, writes a ``map_failure_report`` to the
+side's outbox for ``bridge.map-failures``: the report is sent with the letter or not at all, and
+once committed it is never lost (sent from memory right after the commit, else by the outbox
+sweeper). The bridge logs it as a failure of the map, with the side, the keys and the reason, and
+applies the map's alert rules (``workers/bridge/map_failures.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.envelope import Side
+from contracts.map_failures import KEYS_REPORTED, MAP_FAILURE_REPORT, MapFailuresV1
+from contracts.maps import map_declaration
+from contracts.queues import BRIDGE_MAP_FAILURES, Queue
+from shared.dead_letters import DeadLetter, describe_error, insert_dead_letter, record_dead_letter
+from shared.logging import get_logger
+from shared.outbox import OutboxRelay
+from shared.side_database import SideDatabase
+from shared.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MapFailureReporter:
+    """Records a dead letter of one of a side's table-map queues and reports it to the bridge."""
+
+    side: Side
+    queue: Queue
+    database: SideDatabase
+    relay: OutboxRelay
+
+    def __call__(self, letter: DeadLetter) -> None:
+        try:
+            report = MapFailuresV1(rows=[failure_report(self.side, self.queue, letter)])
+        except Exception:
+            # Never lose the letter's reason for want of a report: record it alone.
+            log.exception("could not report the map's failure to the bridge", queue=self.queue.name)
+            record_dead_letter(self.database, letter)
+            return
+        with UnitOfWork(self.database, self.side, relay_after_commit=True) as uow:
+            insert_dead_letter(uow.connection, self.database, letter)
+            uow.emit(
+                BRIDGE_MAP_FAILURES,
+                MAP_FAILURE_REPORT.name,
+                MAP_FAILURE_REPORT.latest,
+                report,
+                correlation_id=letter.correlation_id or f"dead-letter:{letter.message_id}",
+            )
+            uow.commit()
+        try:
+            self.relay.send_committed(uow.outgoing)
+        except Exception:
+            # Committed: the outbox sweeper sends it.
+            log.warning("map failure report left to the outbox sweeper", queue=self.queue.name, message_id=letter.message_id)
+
+
+def failure_report(side: Side, queue: Queue, letter: DeadLetter) -> dict[str, Any]:
+    """The report's row: which map, side and message, the rows' integration keys, and why."""
+    assert queue.table_map is not None
+    envelope = _envelope(letter.body)
+    legal_entity = envelope.get("legal_entity") if isinstance(envelope.get("legal_entity"), str) else None
+    return {
+        "table_map": queue.table_map,
+        "side": side.value,
+        "queue": queue.name,
+        "message_id": letter.message_id,
+        "correlation_id": _text(envelope.get("correlation_id")),
+        "causation_id": _text(envelope.get("causation_id")),
+        "legal_entity": legal_entity[:8] if legal_entity else None,
+        "keys": row_keys(queue.table_map, side, envelope, legal_entity),
+        "error_type": type(letter.error).__name__[:128],
+        "error": describe_error(letter.error)[:2000],
+        "dead_at": datetime.now(UTC),
+    }
+
+
+def row_keys(map_name: str, side: Side, envelope: dict[str, Any], legal_entity: str | None) -> list[str]:
+    """Each row's integration key as text, as the bridge logs it (``legal_entity=DEMF, project_id=P-1``)."""
+    payload = envelope.get("payload")
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    if not isinstance(rows, list):
+        return []
+    declaration = map_declaration(map_name)
+    names = declaration.key_as_named_by(side.value)
+    keys = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        values = [legal_entity if name == "legal_entity" else row.get(name) for name in names]
+        keys.append(", ".join(f"{logged}={value}" for logged, value in zip(declaration.key, values))[:1000])
+    more = len(keys) - KEYS_REPORTED
+    return keys[:KEYS_REPORTED] + ([f"... {more} more"] if more > 0 else [])
+
+
+def _envelope(body: str) -> dict[str, Any]:
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return {}
+    return envelope if isinstance(envelope, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
+def map_failure_reporters(runtimes: Any) -> dict[str, MapFailureReporter]:
+    """One reporter per table-map queue that finance or Dataverse consumes, by queue name."""
+    reporters = {}
+    for runtime in runtimes:
+        if runtime.spec.side is Side.BRIDGE:
+            continue
+        for consumer in runtime.consumers:
+            queue = consumer.endpoint.queue
+            if queue.table_map is not None:
+                reporters[queue.name] = MapFailureReporter(runtime.spec.side, queue, runtime.database, runtime.relay)
+    return reporters
