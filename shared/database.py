@@ -98,24 +98,41 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _dialect_insert(connection: Connection, table: Table) -> Any:
-    name = connection.dialect.name
-    if name == "postgresql":
+def _dialect_insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    if name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"dialect {name!r} is not supported")
+    raise NotImplementedError(f"dialect {dialect!r} is not supported")
+
+
+# The statements below are built once per table and reused: building one (and its cache key) on
+# every call cost a busy worker more CPU than sending it.
+
+
+@functools.cache
+def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
+    # Count what RETURNING gives back: an executemany's rowcount is -1 on psycopg (PostgreSQL),
+    # which would make every first delivery look like a duplicate.
+    return _dialect_insert(dialect, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    statement = _dialect_insert(dialect, table)
+    if not columns:
+        return statement.on_conflict_do_nothing(index_elements=list(key))
+    return statement.on_conflict_do_update(
+        index_elements=list(key), set_={column: statement.excluded[column] for column in columns}
+    )
 
 
 def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert the rows whose keys are new; returns how many were inserted."""
     if not rows:
         return 0
-    statement = _dialect_insert(connection, table).on_conflict_do_nothing()
-    # Count what RETURNING gives back: an executemany's rowcount is -1 on psycopg (PostgreSQL),
-    # which would make every first delivery look like a duplicate.
-    returned = statement.returning(*table.primary_key.columns)
-    return len(connection.execute(returned, list(rows)).all())
+    statement = _insert_ignoring_duplicates(connection.dialect.name, table)
+    return len(connection.execute(statement, list(rows)).all())
 
 
 def upsert(
@@ -129,16 +146,9 @@ def upsert(
     """Insert the rows, or update the named columns of rows whose key already exists, in one statement."""
     if not rows:
         return
-    key = list(key)
-    columns = list(update) if update is not None else [c for c in rows[0] if c not in key]
-    statement = _dialect_insert(connection, table)
-    if columns:
-        statement = statement.on_conflict_do_update(
-            index_elements=key, set_={column: statement.excluded[column] for column in columns}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=key)
-    connection.execute(statement, list(rows))
+    key = tuple(key)
+    columns = tuple(update) if update is not None else tuple(c for c in rows[0] if c not in key)
+    connection.execute(_upsert(connection.dialect.name, table, key, columns), list(rows))
 
 
 def supports_skip_locked(connection: Connection) -> bool:

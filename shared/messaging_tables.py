@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Insert, Integer, MetaData, String, Table, Text, Update, bindparam
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,28 @@ class MessagingTables:
     inbox: Table
     outbox: Table
     dead_letters: Table
+    # The statements every unit of work runs, built once: building one (and its cache key) on
+    # every call cost a busy worker more CPU than sending it.
+    #: ``finished_at`` of the inbox row ``b_message_id``.
+    finish_inbox: Update = field(init=False)
+    #: One outbox row.
+    insert_outbox: Insert = field(init=False)
+    #: ``sent_at`` of the unsent outbox rows whose ids are in ``b_message_ids`` (expanding).
+    mark_sent: Update = field(init=False)
+
+    def __post_init__(self) -> None:
+        inbox, outbox = self.inbox, self.outbox
+        statements = {
+            "finish_inbox": inbox.update()
+            .where(inbox.c.message_id == bindparam("b_message_id"))
+            .values(finished_at=bindparam("b_finished_at")),
+            "insert_outbox": outbox.insert(),
+            "mark_sent": outbox.update()
+            .where(outbox.c.message_id.in_(bindparam("b_message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+            .values(sent_at=bindparam("b_sent_at")),
+        }
+        for name, statement in statements.items():
+            object.__setattr__(self, name, statement)
 
 
 def messaging_tables(metadata: MetaData) -> MessagingTables:

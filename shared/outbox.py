@@ -132,13 +132,10 @@ def write_sent_marks(connection: Connection, database: SideDatabase) -> tuple[di
     marks, sending = database.sent_marks.take()
     if not marks:
         return marks, sending
-    outbox = database.messaging.outbox
     try:
         # One time for the lot: the latest send among them, all made since the last notes were written.
         connection.execute(
-            outbox.update()
-            .where(outbox.c.message_id.in_(list(marks)), outbox.c.sent_at.is_(None))
-            .values(sent_at=max(marks.values()))
+            database.messaging.mark_sent, {"b_message_ids": list(marks), "b_sent_at": max(marks.values())}
         )
     except BaseException:
         database.sent_marks.put_back(marks)

@@ -66,9 +66,8 @@ class UnitOfWork:
 
     def commit(self) -> None:
         if self._claimed is not None:
-            inbox = self.database.messaging.inbox
             self.connection.execute(
-                inbox.update().where(inbox.c.message_id == self._claimed).values(finished_at=utcnow())
+                self.database.messaging.finish_inbox, {"b_message_id": self._claimed, "b_finished_at": utcnow()}
             )
         marks, _ = write_sent_marks(self.connection, self.database)
         sending = [message.message_id for message in self.outgoing] if self.relay_after_commit else []
@@ -131,7 +130,7 @@ class UnitOfWork:
         )
         message_id, body = str(envelope.message_id), envelope.model_dump_json()
         self.connection.execute(
-            self.database.messaging.outbox.insert(),
+            self.database.messaging.insert_outbox,
             {
                 "message_id": message_id,
                 "queue_name": queue.name,
