@@ -24,6 +24,7 @@ from shared.waiting import wait_until
 from tests.integration.support import BRIDGE, DATAVERSE, FINANCE, System
 from workers.bridge.initial_sync_tables import initial_sync_rows
 from workers.bridge.map_states import MapState, read_state
+from workers.bridge.tables import audit_log
 from workers.dataverse import tables as dataverse
 from workers.finance import tables as finance
 from workers.operations import initial_sync
@@ -164,6 +165,16 @@ def test_a_sync_that_died_half_way_resumes_from_its_checkpoint_with_nothing_doub
     dies.armed = False
     resumed = start(system, "msdyn_expensecategories", Side.FINANCE, page_size=100, resume=True)
     assert resumed.run.run_id == run_id and resumed.resumed
+    # And the audit log names who started the run and who resumed it, and from where
+    audit = system.rows(BRIDGE, select(audit_log).order_by(audit_log.c.id))
+    assert [(row.operator, row.action, row.target, row.count) for row in audit] == [
+        ("tester", "map-initial-sync", "msdyn_expensecategories", 1000),
+        ("tester", "map-initial-sync-resume", "msdyn_expensecategories", 5),
+    ]
+    started_details, resumed_details = (json.loads(row.details) for row in audit)
+    assert started_details == {"run_id": run_id, "master": "finance", "rows": 1000, "page_size": 100,
+                               "from": "running", "to": "initializing"}
+    assert (resumed_details["run_id"], resumed_details["next_page"], resumed_details["rows_read"]) == (run_id, 6, 500)
     run = finished(system, run_id)
     system.settle()
     # Then every row reached Dataverse, and no page or row went twice

@@ -34,7 +34,7 @@ from workers.process import serve
 from workers.runtime import ALL_SIDES, SPECS, Runtime
 
 #: Each side's newest revision: the bridge has the table maps' tables besides the operators' ones.
-HEADS = {"finance": "0003_row_versions", "dataverse": "0003_row_versions", "bridge": "0005_row_versions"}
+HEADS = {"finance": "0003_row_versions", "dataverse": "0003_row_versions", "bridge": "0006_drop_map_states_applied"}
 INITIAL = "0001_initial"
 
 

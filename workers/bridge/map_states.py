@@ -111,7 +111,7 @@ def _status(row: Any) -> MapStatus:
         map=row.map,
         state=MapState(row.state),
         active_version=row.active_version,
-        applied=row.applied,
+        applied=0,
         failed=row.failed,
         last_error=row.last_error,
         last_error_at=_aware(row.last_error_at),
@@ -126,7 +126,6 @@ def _default_row(declaration: MapDeclaration) -> dict[str, Any]:
         "map": declaration.name,
         "state": MapState.RUNNING.value,
         "active_version": declaration.version,
-        "applied": 0,
         "failed": 0,
         "changed_at": now(),
         "changed_by": DECLARED,
@@ -176,11 +175,11 @@ def read_states(connection: Connection) -> list[MapStatus]:
         status = rows.get(declaration.name)
         if status is None:
             default = _default_row(declaration)
-            status = MapStatus(last_error=None, last_error_at=None, reason=None, **default)  # type: ignore[arg-type]
+            status = MapStatus(applied=0, last_error=None, last_error_at=None, reason=None, **default)  # type: ignore[arg-type]
             status = replace(status, state=MapState.RUNNING)
         if declaration.version > status.active_version:
             status = replace(status, active_version=declaration.version)
-        applied = status.applied + carried.get(declaration.name, 0)
+        applied = carried.get(declaration.name, 0)  # applied and released lines of its activity log
         statuses.append(replace(status, applied=applied, held=held.get(declaration.name, 0)))
     return statuses
 

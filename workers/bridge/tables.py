@@ -27,7 +27,9 @@ audit_log = Table(
 )
 
 #: One row per table map: its state (see ``workers.bridge.map_states``), the version it runs, what it
-#: applied and failed, and why it is in its state. A map without a row is running its declared version.
+#: failed, and why it is in its state. A map without a row is running its declared version. What it
+#: applied is counted from the activity log (``maps list``): an update of this row per message would
+#: serialize the map's carriers.
 map_states = Table(
     "map_states",
     metadata,
@@ -35,9 +37,6 @@ map_states = Table(
     #: not_running, initializing, running, paused or stopped.
     Column("state", String(16), nullable=False),
     Column("active_version", Integer, nullable=False),
-    #: Messages applied in bulk; those carried one by one are counted from the activity log
-    #: (``maps list`` adds both): an update of this row per message would serialize the map.
-    Column("applied", Integer, nullable=False),
     Column("failed", Integer, nullable=False),
     Column("last_error", Text),
     Column("last_error_at", DateTime(timezone=True)),

@@ -24,7 +24,7 @@ from shared.errors import DualWriteError
 from shared.side_database import SideDatabase
 from shared.waiting import Timeout, wait_until
 from workers.bridge import initial_sync as runs
-from workers.bridge.map_states import MapState, change_state
+from workers.bridge.map_states import MapState, audit_entry, change_state
 from workers.dataverse import exports as dataverse_exports
 from workers.finance import exports as finance_exports
 from workers.initial_sync_export import MapExport, correlation_id, count_rows
@@ -106,13 +106,23 @@ def start(
             assert latest is not None
             runs.note_resume(connection, latest.run_id)
             run_id, page, after, size = latest.run_id, latest.next_page, latest.checkpoint, latest.page_size
+            audit_entry(
+                connection, operator, "map-initial-sync-resume", map_name, latest.pages,
+                {"run_id": run_id, "master": master.value, "next_page": page, "checkpoint": after,
+                 "rows_read": latest.rows_read, "page_size": size},
+            )
         else:
             with master_database.engine.connect() as reading:
                 total = count_rows(reading, export)
             run_id = runs.start_run(connection, map_name, master.value, page_size, total, operator)
             page, after, size = 1, None, page_size
-            change_state(
+            before = change_state(
                 connection, map_name, MapState.INITIALIZING, reason=f"initial sync {run_id} from {master.value}", by=operator
+            )
+            audit_entry(
+                connection, operator, "map-initial-sync", map_name, total,
+                {"run_id": run_id, "master": master.value, "rows": total, "page_size": size,
+                 "from": before.state.value, "to": MapState.INITIALIZING.value},
             )
     # A new id for every send: a resumed page must not be taken for the dead one by the master's inbox.
     envelope = publish(
