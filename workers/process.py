@@ -154,7 +154,10 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
         while child.is_alive():  # finishing its batches: in-flight messages are never cut short
             log.warning("worker process still stopping", process=child.name, pid=child.pid)
             child.join(timeout=STILL_STOPPING_SECONDS)
-        if child.exitcode and not _stopped_by_us(child, signalled):
+        if _stopped_by_us(child, signalled):
+            # It logs nothing itself: the signal ended it before serve() could hold it pending.
+            log.info("worker process stopped while starting", process=child.name, pid=child.pid)
+        elif child.exitcode:
             log.error("worker process exited", process=child.name, pid=child.pid, exit_code=child.exitcode)
     if failed is not None:
         return failed
