@@ -21,7 +21,8 @@ from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
 from contracts.registry import Decoded
 from shared.errors import BusinessRuleViolation
 from shared.waiting import wait_until
-from tests.integration.support import BRIDGE, DATAVERSE, FINANCE, System
+from tests.integration.support import BRIDGE, DATAVERSE, FINANCE, System, given_project
+from workers.bridge.activity import activity_log
 from workers.bridge.initial_sync_tables import initial_sync_rows
 from workers.bridge.map_states import MapState, read_state
 from workers.bridge.tables import audit_log
@@ -294,6 +295,55 @@ def test_a_live_change_made_during_the_sync_is_not_overwritten_by_the_older_sync
     assert system.rows(FINANCE, select(func.count()).select_from(table))[0][0] == 250
     assert finance_status("PRJ-0149") == "active" and finance_status("PRJ-0151") == "active"
     assert map_state(system, "msdyn_projects") is MapState.RUNNING
+    assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
+
+
+class HeldOnTheWay:
+    """Keeps what the bridge sends on one queue from leaving until released (a slow hop)."""
+
+    def __init__(self, relay: Any, queue_name: str) -> None:
+        self.send, self.queue_name = relay.send, queue_name
+        relay.send = self
+        self.held: list[tuple[str, str, str, str]] = []
+        self.released = False
+
+    def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
+        if queue_name == self.queue_name and not self.released:
+            self.held.append((queue_name, actor_name, message_id, body))
+            return
+        self.send(queue_name, actor_name, message_id, body)
+
+    def release(self) -> None:
+        self.released = True
+        for held in self.held:
+            self.send(*held)
+
+
+def test_a_synced_copy_read_before_finance_s_change_reached_the_master_is_superseded_not_a_conflict(
+    system: System,
+) -> None:
+    """Two-way maps decide synced copies by the rows' own version alone (one notion of version)."""
+    # Given project P-1 on both sides at Dataverse's version 1, and finance's rename carried by the
+    # bridge (version 2, finance's) but not yet arrived in Dataverse
+    given_project(system, "DEMF", "P-1")
+    on_the_way = HeldOnTheWay(system.runtime.side(BRIDGE).relay, PROJECTS.reverse_inbound.name)
+    system.publish("update_projects", [{"project_id": "P-1", "name": "Renamed in finance"}], legal_entity="DEMF")
+    wait_until(lambda: on_the_way.held, timeout=30, what="finance's rename carried by the bridge")
+    # When an initial sync of msdyn_projects copies Dataverse's P-1, still at version 1
+    started = start(system, "msdyn_projects", Side.DATAVERSE, page_size=100)
+    run = finished(system, started.run.run_id)
+    # Then the bridge dropped the older copy: superseded in the run, stale in the log, no conflict
+    assert (run.rows_sent, run.rows_carried, run.rows_superseded) == (1, 0, 1)
+    with system.database(BRIDGE).engine.connect() as connection:
+        lines = activity_log(connection, "msdyn_projects", limit=100, oldest_first=True)
+    assert [line.kind for line in lines if line.kind in ("conflict", "stale")] == ["stale"]
+    # And once finance's rename arrives, both sides hold it
+    on_the_way.release()
+    system.settle()
+    for side in (FINANCE, DATAVERSE):
+        table = (finance if side is FINANCE else dataverse).projects
+        [row] = system.rows(side, select(table.c.name, table.c.row_version, table.c.row_origin))
+        assert tuple(row) == ("Renamed in finance", 2, "finance"), side
     assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
 
 

@@ -3,7 +3,8 @@
 - :func:`record_page_reports` handles the master's ``initial_sync_report`` (queue
   ``bridge.initial-sync``): each page once, each refused row with its key and reason; the last page
   ends the run and moves the map from ``initializing`` to ``running``.
-- :func:`screen_rows` runs in the map's carrier for maps with an initial sync. **Safe while live
+- :func:`screen_rows` runs in the map's carrier for one-way maps with an initial sync (a two-way
+  map's rows carry their own version, which decides instead: ``row_versions.py``). **Safe while live
   messages flow**: every row the bridge carries for such a map leaves its version in
   ``map_row_versions``, the master's time stamp (``occurred_at``) of the message that carried it,
   per integration key. A synced row is carried only when its page is newer than what was carried
@@ -298,16 +299,18 @@ def screen_rows(
     run_id = run_of(envelope)
     if run_id is None:
         return list(rows)
+    record_synced_rows(connection, run_id, keys, advanced)
+    return [row for row, key in zip(rows, keys, strict=True) if key in advanced]
+
+
+def record_synced_rows(connection: Connection, run_id: str, keys: Sequence[str], carried: set[str]) -> None:
+    """Each synced row of a run once: carried, or superseded by a newer live change carried before it."""
     now = utcnow()
     insert_ignoring_duplicates(
         connection,
         initial_sync_rows,
-        [
-            {"run_id": run_id, "key": key, "outcome": CARRIED if key in advanced else SUPERSEDED, "at": now}
-            for key in keys
-        ],
+        [{"run_id": run_id, "key": key, "outcome": CARRIED if key in carried else SUPERSEDED, "at": now} for key in keys],
     )
-    return [row for row, key in zip(rows, keys, strict=True) if key in advanced]
 
 
 def advance_versions(connection: Connection, map_name: str, keys: Sequence[str], envelope: Envelope) -> set[str]:
@@ -333,8 +336,13 @@ def advance_versions(connection: Connection, map_name: str, keys: Sequence[str],
 
 
 def screen_synced(connection: Connection, map_name: str, envelope: Envelope, rows: Sequence[Any]) -> list[Any]:
-    """The carrier's hook: :func:`screen_rows` for maps with an initial sync, every row for the others."""
+    """The carrier's hook: :func:`screen_rows` for one-way maps with an initial sync, every row for the others.
+
+    A two-way map's rows carry their own version, which decides synced copies and live changes alike
+    (``workers/bridge/row_versions.py``, which also records a synced row as carried or superseded):
+    one notion of a row's version per map, not two checked one after the other.
+    """
     declaration = map_declaration(map_name)
-    if not declaration.initial_sync:
+    if not declaration.initial_sync or declaration.two_way:
         return list(rows)
     return screen_rows(connection, map_name, declaration.key, envelope, rows)

@@ -15,7 +15,11 @@ version it carried last (``two_way_rows``: map, integration key, version) and de
   already), or an older change of the same side arriving late, is dropped (``repeat``, ``stale``).
 
 The rows' own version (``row_version``, ``row_origin``) is the only notion of version a two-way
-map has: live changes and an initial sync's copies are decided by it alike.
+map has: live changes and an initial sync's copies are decided by it alike (the time stamps of
+``map_row_versions`` serve one-way maps only), and a synced row is recorded in its run as carried or
+superseded here. A synced copy older than a change carried already is ``stale`` (a copy is not a
+change, so it is never a conflict's loser), as is one without a version (a row older than versions)
+arriving after the row's first versioned change.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from contracts.maps import MapDeclaration
 from contracts.row_versions import BridgeOutcome, RowVersion, decide_at_bridge, loser
 from shared.database import insert_ignoring_duplicates, upsert
 from shared.logging import get_logger
+from workers.bridge import initial_sync
 from workers.bridge.activity import ActivityKind, record_activity
 from workers.bridge.tables import metadata
 
@@ -119,13 +124,17 @@ def screen_rows(
     sent_by = declaration.target if backwards else declaration.source
     keys = [key_text(declaration, row, envelope.legal_entity, backwards=backwards) for row in rows]
     carried = carried_versions(connection, declaration, keys, envelope)
-    kept, advanced, quiet = [], {}, {}
+    run_id = initial_sync.run_of(envelope)
+    kept, kept_keys, advanced, quiet = [], set(), {}, {}
     for row, key in zip(rows, keys, strict=True):
         incoming = RowVersion.of(row)
         held = advanced.get(key, carried.get(key))
         outcome = decide_at_bridge(held, incoming, sent_by, declaration.master)
+        if run_id is not None and _superseded_copy(outcome, held):
+            outcome = BridgeOutcome.STALE
         if outcome.carries:
             kept.append(row)
+            kept_keys.add(key)
             if not incoming.unversioned:
                 advanced[key] = incoming
         if outcome is BridgeOutcome.ECHO:
@@ -138,7 +147,21 @@ def screen_rows(
     for outcome, dropped in quiet.items():
         _log_dropped(connection, declaration, envelope, outcome, dropped, sent_by)
     _remember(connection, declaration.name, advanced, envelope)
+    if run_id is not None:  # an initial sync's page: each row carried, or superseded by a live change
+        initial_sync.record_synced_rows(connection, run_id, keys, kept_keys)
     return kept
+
+
+def _superseded_copy(outcome: BridgeOutcome, held: RowVersion | None) -> bool:
+    """Whether an initial sync's copy of a row is older than a change carried already.
+
+    A copy is not a change, so it never loses a conflict: one read before the other side's change
+    reached the master is older than it (stale, like a copy without a version read before the
+    row's first versioned change). The side would not apply either; the bridge drops them.
+    """
+    if outcome is BridgeOutcome.CONFLICT_LOST:
+        return True
+    return outcome is BridgeOutcome.UNVERSIONED and held is not None and not held.unversioned
 
 
 def _common(envelope: Envelope) -> dict[str, Any]:
