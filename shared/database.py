@@ -1,8 +1,10 @@
-"""SQLAlchemy engines per side, and the two bulk statements every repository needs.
+"""SQLAlchemy engines per side, and the batch statements every repository needs.
 
 SQLite (the embedded default) and PostgreSQL behave alike here: both speak
 ``INSERT ... ON CONFLICT``, and SQLite transactions start with ``BEGIN IMMEDIATE`` so two
-threads never deadlock upgrading a read lock to a write lock.
+threads never deadlock upgrading a read lock to a write lock. On PostgreSQL a batch of rows is
+one statement fed by an array per column (:mod:`shared.array_statements`); on SQLite, an
+executemany of statements built once per table.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+
+from shared import array_statements
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -106,18 +110,18 @@ def _dialect_insert(dialect: str, table: Table) -> Any:
     raise NotImplementedError(f"dialect {dialect!r} is not supported")
 
 
-# The statements below are built once per table and reused: building one (and its cache key) on
+# SQLite's statements are built once per table and reused: building one (and its cache key) on
 # every call cost a busy worker more CPU than sending it.
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _insert_ignoring_duplicates(dialect: str, table: Table) -> Any:
     # Count what RETURNING gives back: an executemany's rowcount is -1 on psycopg (PostgreSQL),
     # which would make every first delivery look like a duplicate.
     return _dialect_insert(dialect, table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
     statement = _dialect_insert(dialect, table)
     if not columns:
@@ -127,10 +131,22 @@ def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str
     )
 
 
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert every row, in one statement (an array per column) on PostgreSQL."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        array_statements.insert(connection, table, rows)
+    else:
+        connection.execute(table.insert(), list(rows))
+
+
 def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert the rows whose keys are new; returns how many were inserted."""
     if not rows:
         return 0
+    if connection.dialect.name == "postgresql":
+        return array_statements.insert_ignoring_duplicates(connection, table, rows)
     statement = _insert_ignoring_duplicates(connection.dialect.name, table)
     return len(connection.execute(statement, list(rows)).all())
 
@@ -148,7 +164,33 @@ def upsert(
         return
     key = tuple(key)
     columns = tuple(update) if update is not None else tuple(c for c in rows[0] if c not in key)
-    connection.execute(_upsert(connection.dialect.name, table, key, columns), list(rows))
+    if connection.dialect.name == "postgresql":
+        array_statements.upsert(connection, table, rows, key, columns)
+    else:
+        connection.execute(_upsert(connection.dialect.name, table, key, columns), list(rows))
+
+
+def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Iterable[str]) -> None:
+    """Set each row's other columns on the table row matching its ``key`` columns (one statement on PostgreSQL)."""
+    if not rows:
+        return
+    key = tuple(key)
+    if any(name not in rows[0] for name in key) or len(key) == len(rows[0]):
+        raise ValueError(f"update of {table.name}: rows need the key {key} and at least one other column")
+    if connection.dialect.name == "postgresql":
+        array_statements.update(connection, table, rows, key)
+        return
+    statement = _update_by_key(table, key, tuple(name for name in rows[0] if name not in key))
+    connection.execute(statement, [{f"b_{name}": value for name, value in row.items()} for row in rows])
+
+
+@functools.lru_cache(maxsize=1024)
+def _update_by_key(table: Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    return (
+        table.update()
+        .where(*(table.c[name] == bindparam(f"b_{name}") for name in key))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
 
 
 def supports_skip_locked(connection: Connection) -> bool:

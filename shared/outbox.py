@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, select
 
 from shared.database import supports_skip_locked
 from shared.logging import get_logger
-from shared.outbox_marks import Outgoing, SentMarks
+from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 
 log = get_logger(__name__)

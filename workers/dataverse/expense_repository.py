@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, select
 
 from contracts.actuals import ActualPostingV1
-from shared.database import as_row, insert_ignoring_duplicates, upsert
+from shared.database import as_row, insert_ignoring_duplicates, update_rows, upsert
 from workers.dataverse.domain.actuals import Actual, PostingStatus
 from workers.dataverse.domain.expenses import ApprovalStatus, ExpenseRecord
 from workers.dataverse.tables import actuals, expenses
@@ -60,32 +60,22 @@ def known_actuals(connection: Connection, legal_entity: str, actual_ids: Iterabl
 
 
 def record_postings(connection: Connection, legal_entity: str, postings: Sequence[ActualPostingV1]) -> None:
-    """Write each posting result onto its actual, in one executemany statement."""
-    if not postings:
-        return
-    statement = (
-        actuals.update()
-        .where(actuals.c.actual_id == bindparam("b_actual_id"), actuals.c.legal_entity == legal_entity)
-        .values(
-            voucher=bindparam("b_voucher"),
-            posted_on=bindparam("b_posted_on"),
-            accounting_amount=bindparam("b_accounting_amount"),
-            accounting_currency=bindparam("b_accounting_currency"),
-            exchange_rate=bindparam("b_exchange_rate"),
-            posting_status=PostingStatus.POSTED.value,
-        )
-    )
-    connection.execute(
-        statement,
+    """Write each posting result onto its actual (of ``legal_entity``), in one statement."""
+    update_rows(
+        connection,
+        actuals,
         [
             {
-                "b_actual_id": posting.actual_id,
-                "b_voucher": posting.voucher,
-                "b_posted_on": posting.posted_on,
-                "b_accounting_amount": posting.accounting_amount,
-                "b_accounting_currency": posting.accounting_currency,
-                "b_exchange_rate": posting.exchange_rate,
+                "actual_id": posting.actual_id,
+                "legal_entity": legal_entity,
+                "voucher": posting.voucher,
+                "posted_on": posting.posted_on,
+                "accounting_amount": posting.accounting_amount,
+                "accounting_currency": posting.accounting_currency,
+                "exchange_rate": posting.exchange_rate,
+                "posting_status": PostingStatus.POSTED.value,
             }
             for posting in postings
         ],
+        key=("actual_id", "legal_entity"),
     )

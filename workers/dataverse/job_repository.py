@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
-from shared.database import insert_ignoring_duplicates, supports_skip_locked
+from shared.database import insert_ignoring_duplicates, supports_skip_locked, update_rows
 from workers.dataverse.domain.approvals import ApprovalOutcome
 from workers.dataverse.domain.expenses import ExpenseRecord
 from workers.dataverse.domain.system_jobs import JobStatus, approval_job_id
@@ -117,24 +117,21 @@ def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by:
 
 
 def record_outcomes(connection: Connection, outcomes: Sequence[ApprovalOutcome], claimed_by: str, now: datetime) -> None:
-    """Succeeded or failed with its error, each job in one executemany statement."""
-    if not outcomes:
-        return
-    statement = (
-        system_jobs.update()
-        .where(system_jobs.c.job_id == bindparam("b_job_id"), system_jobs.c.claimed_by == claimed_by)
-        .values(status=bindparam("b_status"), error=bindparam("b_error"), finished_at=now)
-    )
-    connection.execute(
-        statement,
+    """Succeeded or failed with its error, each job (still held by ``claimed_by``) in one statement."""
+    update_rows(
+        connection,
+        system_jobs,
         [
             {
-                "b_job_id": outcome.job_id,
-                "b_status": (JobStatus.SUCCEEDED if outcome.succeeded else JobStatus.FAILED).value,
-                "b_error": outcome.error,
+                "job_id": outcome.job_id,
+                "claimed_by": claimed_by,
+                "status": (JobStatus.SUCCEEDED if outcome.succeeded else JobStatus.FAILED).value,
+                "error": outcome.error,
+                "finished_at": now,
             }
             for outcome in outcomes
         ],
+        key=("job_id", "claimed_by"),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from contracts.fields import TransactionType
-from shared.database import as_row, insert_ignoring_duplicates, supports_skip_locked
+from shared.database import as_row, insert_ignoring_duplicates, insert_rows, supports_skip_locked, update_rows
 from workers.finance.domain.integration_journal import Journal, JournalLine, JournalPosting, StagedActual
 from workers.finance.tables import (
     actuals_staging,
@@ -48,22 +48,25 @@ def take_staged(connection: Connection, limit: int) -> list[StagedActual]:
 
 
 def save_journals(connection: Connection, journals: list[Journal], created_at: datetime) -> None:
-    if not journals:
-        return
-    connection.execute(
-        integration_journals.insert(),
+    insert_rows(
+        connection,
+        integration_journals,
         [
             {"journal_id": j.journal_id, "legal_entity": j.legal_entity, "period": j.period, "status": OPEN,
              "line_count": len(j.lines), "created_at": created_at}
             for j in journals
         ],
     )
-    connection.execute(integration_journal_lines.insert(), [_line_row(line, j) for j in journals for line in j.lines])
-    connection.execute(
-        update(actuals_staging)
-        .where(actuals_staging.c.actual_id == bindparam("aid"))
-        .values(status=IMPORTED, journal_id=bindparam("jid")),
-        [{"aid": line.actual.actual_id, "jid": j.journal_id} for j in journals for line in j.lines],
+    insert_rows(connection, integration_journal_lines, [_line_row(line, j) for j in journals for line in j.lines])
+    update_rows(
+        connection,
+        actuals_staging,
+        [
+            {"actual_id": line.actual.actual_id, "status": IMPORTED, "journal_id": j.journal_id}
+            for j in journals
+            for line in j.lines
+        ],
+        key=("actual_id",),
     )
 
 
@@ -91,17 +94,13 @@ def take_open_journals(connection: Connection, journal_ids: Iterable[str] | None
 
 
 def save_journal_postings(connection: Connection, postings: list[JournalPosting], posted_at: datetime) -> None:
-    if not postings:
-        return
-    ledger = [as_row(line) for p in postings for line in p.ledger]
-    if ledger:
-        connection.execute(ledger_entries.insert(), ledger)
-    connection.execute(project_transactions.insert(), [as_row(t) for p in postings for t in p.project_transactions])
-    connection.execute(
-        update(integration_journals)
-        .where(integration_journals.c.journal_id == bindparam("jid"))
-        .values(status=POSTED, voucher=bindparam("v"), posted_at=posted_at),
-        [{"jid": p.journal.journal_id, "v": p.voucher} for p in postings],
+    insert_rows(connection, ledger_entries, [as_row(line) for p in postings for line in p.ledger])
+    insert_rows(connection, project_transactions, [as_row(t) for p in postings for t in p.project_transactions])
+    update_rows(
+        connection,
+        integration_journals,
+        [{"journal_id": p.journal.journal_id, "status": POSTED, "voucher": p.voucher, "posted_at": posted_at} for p in postings],
+        key=("journal_id",),
     )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, and_, delete, or_, select
 
 from contracts.fields import ProjectStatus
-from shared.database import as_row, upsert
+from shared.database import as_row, insert_rows, update_rows, upsert
 from workers.finance.domain.expense_reports import ExpenseLine, ExpenseReport, FinanceProject, ReportStatus
 from workers.finance.domain.posting import ExpensePosting
 from workers.finance.tables import (
@@ -19,6 +19,10 @@ from workers.finance.tables import (
     tax_transactions,
     vendor_transactions,
 )
+
+
+_REPORT_KEY = ("legal_entity", "report_id")
+_LINE_KEY = ("legal_entity", "report_id", "line_number")
 
 
 def save_projects(connection: Connection, rows: list[FinanceProject]) -> None:
@@ -90,80 +94,65 @@ def save_new_reports(connection: Connection, reports: list[ExpenseReport]) -> No
             or_(*(and_(expense_lines.c.legal_entity == r.legal_entity, expense_lines.c.report_id == r.report_id) for r in reports))
         )
     )
-    connection.execute(expense_lines.insert(), [as_row(line) for r in reports for line in r.lines])
+    insert_rows(connection, expense_lines, [as_row(line) for r in reports for line in r.lines])
 
 
 def save_statuses(connection: Connection, reports: list[ExpenseReport]) -> None:
-    if not reports:
-        return
-    connection.execute(
-        update(expense_reports)
-        .where(expense_reports.c.legal_entity == bindparam("le"), expense_reports.c.report_id == bindparam("rid"))
-        .values(status=bindparam("new_status")),
-        [{"le": r.legal_entity, "rid": r.report_id, "new_status": r.status.value} for r in reports],
+    update_rows(
+        connection,
+        expense_reports,
+        [{"legal_entity": r.legal_entity, "report_id": r.report_id, "status": r.status.value} for r in reports],
+        key=_REPORT_KEY,
     )
 
 
 def save_approvals(connection: Connection, reports: list[ExpenseReport]) -> None:
     save_statuses(connection, reports)
-    rows = [
-        {"le": line.legal_entity, "rid": line.report_id, "num": line.line_number, "by": line.approved_by}
-        for report in reports
-        for line in report.lines
-        if line.approved_by is not None
-    ]
-    if rows:
-        connection.execute(
-            update(expense_lines)
-            .where(
-                expense_lines.c.legal_entity == bindparam("le"),
-                expense_lines.c.report_id == bindparam("rid"),
-                expense_lines.c.line_number == bindparam("num"),
-            )
-            .values(approved_by=bindparam("by")),
-            rows,
-        )
+    update_rows(
+        connection,
+        expense_lines,
+        [
+            {"legal_entity": line.legal_entity, "report_id": line.report_id, "line_number": line.line_number,
+             "approved_by": line.approved_by}
+            for report in reports
+            for line in report.lines
+            if line.approved_by is not None
+        ],
+        key=_LINE_KEY,
+    )
 
 
 def save_postings(connection: Connection, postings: list[ExpensePosting]) -> None:
     """Everything posting writes, a statement per table for the whole batch of reports."""
     if not postings:
         return
-    connection.execute(
-        update(expense_reports)
-        .where(expense_reports.c.legal_entity == bindparam("le"), expense_reports.c.report_id == bindparam("rid"))
-        .values(status=ReportStatus.POSTED.value, voucher=bindparam("v"), posted_on=bindparam("d")),
-        [{"le": p.report.legal_entity, "rid": p.report.report_id, "v": p.voucher, "d": p.date} for p in postings],
+    update_rows(
+        connection,
+        expense_reports,
+        [
+            {"legal_entity": p.report.legal_entity, "report_id": p.report.report_id,
+             "status": ReportStatus.POSTED.value, "voucher": p.voucher, "posted_on": p.date}
+            for p in postings
+        ],
+        key=_REPORT_KEY,
     )
-    connection.execute(
-        update(expense_lines)
-        .where(
-            expense_lines.c.legal_entity == bindparam("le"),
-            expense_lines.c.report_id == bindparam("rid"),
-            expense_lines.c.line_number == bindparam("num"),
-        )
-        .values(
-            exchange_rate=bindparam("rate"),
-            tax_amount=bindparam("tax"),
-            recoverable_tax=bindparam("rec"),
-            project_cost=bindparam("cost"),
-            amount_accounting=bindparam("amt_acc"),
-            recoverable_tax_accounting=bindparam("rec_acc"),
-            project_cost_accounting=bindparam("cost_acc"),
-        ),
+    update_rows(
+        connection,
+        expense_lines,
         [
             {
-                "le": line.line.legal_entity, "rid": line.line.report_id, "num": line.line.line_number,
-                "rate": line.exchange_rate, "tax": line.tax_amount, "rec": line.recoverable_tax,
-                "cost": line.project_cost, "amt_acc": line.amount_accounting,
-                "rec_acc": line.recoverable_tax_accounting, "cost_acc": line.project_cost_accounting,
+                "legal_entity": line.line.legal_entity, "report_id": line.line.report_id,
+                "line_number": line.line.line_number, "exchange_rate": line.exchange_rate,
+                "tax_amount": line.tax_amount, "recoverable_tax": line.recoverable_tax,
+                "project_cost": line.project_cost, "amount_accounting": line.amount_accounting,
+                "recoverable_tax_accounting": line.recoverable_tax_accounting,
+                "project_cost_accounting": line.project_cost_accounting,
             }
             for posting in postings
             for line in posting.lines
         ],
+        key=_LINE_KEY,
     )
-    connection.execute(ledger_entries.insert(), [as_row(line) for p in postings for line in p.ledger])
-    taxes = [as_row(entry) for p in postings for entry in p.tax]
-    if taxes:
-        connection.execute(tax_transactions.insert(), taxes)
-    connection.execute(vendor_transactions.insert(), [as_row(p.vendor) for p in postings])
+    insert_rows(connection, ledger_entries, [as_row(line) for p in postings for line in p.ledger])
+    insert_rows(connection, tax_transactions, [as_row(entry) for p in postings for entry in p.tax])
+    insert_rows(connection, vendor_transactions, [as_row(p.vendor) for p in postings])
