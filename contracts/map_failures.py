@@ -5,6 +5,10 @@ message is dead-lettered there), the side writes ``map_failure_report`` to its o
 transaction as its dead-letter row, for the bridge's ``bridge.map-failures`` queue. The bridge
 logs it in the map's activity log as a failure, with the side, the rows' integration keys and the
 reason, and applies the map's alert rules, as it does for a failure of its own.
+
+When an operator replays (or edits) such a letter and the side then applies it, the side reports
+that too (``outcome: applied_on_replay``, with the error it had died of): the bridge logs it as
+``replayed``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ Text = Annotated[str, StringConstraints(max_length=200)]
 
 
 class MapFailureV1(Row):
+    #: ``dead_lettered``: the side refused the message; ``applied_on_replay``: it applied it once an
+    #: operator sent it back (``dualwrite dlq replay`` or ``edit``); error and dead_at are the letter's.
+    outcome: Literal["dead_lettered", "applied_on_replay"] = "dead_lettered"
     table_map: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
     #: The side that refused the message (the queue's consumer).
     side: Literal["finance", "dataverse"]
@@ -41,7 +48,7 @@ class MapFailureV1(Row):
 
 
 class MapFailuresV1(Batch):
-    """Messages of table maps dead-lettered by the side they were carried to (one row per message)."""
+    """Messages of table maps dead-lettered by the side they were carried to, or applied there on replay."""
 
     key_fields: ClassVar[tuple[str, ...]] = ("message_id",)
     rows: Rows[MapFailureV1]
@@ -52,5 +59,5 @@ MAP_FAILURE_REPORT = Contract(
     kind=Kind.COMMAND,
     scope=Scope.GLOBAL,
     versions=(MapFailuresV1,),
-    description="Target side -> bridge: a table map's message it refused (dead-lettered), with keys and reason.",
+    description="Target side -> bridge: a table map's message it refused (dead-lettered) or applied on replay, with keys and reason.",
 )

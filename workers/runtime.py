@@ -27,7 +27,7 @@ from shared.waiting import wait_until
 from shared.side import SideRuntime, SideSpec, assemble_side
 from workers.bridge.bootstrap import SPEC as BRIDGE
 from workers.bridge.map_failures import map_failure_watch
-from workers.operations.dead_letter_reports import map_failure_reporters
+from workers.operations.dead_letter_reports import MapReplayWatch, map_failure_reporters
 from workers.dataverse.bootstrap import SPEC as DATAVERSE
 from workers.finance.bootstrap import SPEC as FINANCE
 
@@ -58,12 +58,15 @@ class Runtime:
         }
         # dramatiq runs "after" hooks in reverse order: placed before Retries, the ledger runs
         # after Retries has decided whether the failure is final.
-        # A table map's message refused by finance or Dataverse is reported to the bridge with its letter.
+        # A table map's message refused by finance or Dataverse is reported to the bridge with its letter,
+        # and so is one of those letters applied once an operator replayed it.
+        reporters = map_failure_reporters(self.sides.values())
         self.ledger = DeadLetterLedger(
-            {queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names},
-            map_failure_reporters(self.sides.values()),
+            {queue: runtime.database for runtime in self.sides.values() for queue in runtime.queue_names}, reporters
         )
         self.broker.add_middleware(self.ledger, before=Retries)
+        self.replay_watch = MapReplayWatch(reporters)
+        self.broker.add_middleware(self.replay_watch, before=Retries)
         if Side.BRIDGE in self.sides:  # table maps count their failures and apply their alert rules
             self.broker.add_middleware(map_failure_watch(self.sides[Side.BRIDGE]), before=Retries)
         self._add_metrics_middleware()
@@ -126,8 +129,9 @@ class Runtime:
             for actor in runtime.actors:
                 if self.broker.actors.get(actor.actor_name) is actor:
                     del self.broker.actors[actor.actor_name]
-        if self.ledger in self.broker.middleware:
-            self.broker.middleware.remove(self.ledger)
+        for middleware in (self.ledger, self.replay_watch):
+            if middleware in self.broker.middleware:
+                self.broker.middleware.remove(middleware)
 
     def wait_until_idle(self, timeout: float = 30.0) -> None:
         """Block until the pipeline is idle three checks running (see :meth:`idle`)."""

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from contracts.catalog import default_registry
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import BRIDGE_MAP_FAILURES, table_map
 from tests.integration.support import BRIDGE, FINANCE, System, given_project
@@ -22,6 +23,12 @@ from tests.integration.test_table_maps import maps_cli
 from workers.bridge.activity import activity_log
 from workers.bridge.map_states import read_state
 from workers.bridge.tables import audit_log
+from workers.finance import tables as finance
+from workers.operations.audit import AuditLog
+from workers.operations.broker_queues import broker_queues_for
+from workers.operations.dead_letter_queue import DeadLetterQueue
+from workers.operations.dead_letter_records import DeadLetterLedgers
+from workers.operations.dead_letter_repair import DeadLetterRepair
 
 MAP = "msdyn_projects"
 PROJECTS = table_map(MAP)
@@ -120,3 +127,41 @@ def test_ten_refusals_by_the_target_side_pause_the_map_with_the_reason(
     system.settle()
     with system.database(BRIDGE).engine.connect() as connection:
         assert read_state(connection, MAP).held == 1
+
+
+def test_a_refused_message_replayed_once_its_cause_is_fixed_shows_as_replayed(system: System) -> None:
+    # Given P-1 as DEMF's in finance, and Dataverse's P-1 under USPM refused by finance
+    given_project(system, OWNER, "P-1")
+    refused = project_of_other_company(version=2)
+    send(system, refused)
+    system.settle()
+    [letter] = system.dead_letters(FINANCE)
+    [failed] = map_log(system, "failed")
+
+    # When an operator fixes the cause (finance's stray P-1 removed) and replays the letter
+    with system.database(FINANCE).engine.begin() as connection:
+        connection.execute(finance.projects.delete().where(finance.projects.c.project_id == "P-1"))
+    ledgers = DeadLetterLedgers({side.value: system.database(side) for side in system.runtime.sides})
+    broker_queues = broker_queues_for(system.runtime.broker, system.runtime.settings.broker_url)
+    try:
+        [group] = DeadLetterQueue(ledgers, broker_queues).groups()
+        repair = DeadLetterRepair(ledgers, broker_queues, default_registry(), AuditLog(system.database(BRIDGE)), "dana")
+        report = repair.replay(list(group.letters), f"group {group.group_id}")
+    finally:
+        broker_queues.close()
+    assert report.done == [letter.message_id]
+    system.settle()
+
+    # Then finance applied it once, and the map's log shows it replayed after the failure
+    assert system.applied(FINANCE, letter.message_id) == 1
+    [row] = system.rows(FINANCE, select(finance.projects.c.legal_entity, finance.projects.c.name))
+    assert tuple(row) == (OTHER, "P-1 as USPM's, v2")
+    [replayed] = map_log(system, "replayed")
+    assert (replayed.message_id, replayed.key) == (letter.message_id, "legal_entity=USPM, project_id=P-1")
+    assert replayed.detail["applied_by"] == "finance" and replayed.detail["carried"] == str(refused.message_id)
+    assert replayed.detail["had_failed"] == failed.detail["error"]
+    assert replayed.id > failed.id
+    # And the failure stays counted: it happened
+    with system.database(BRIDGE).engine.connect() as connection:
+        assert read_state(connection, MAP).failed == 1
+    assert system.dead_letters(BRIDGE) == []

@@ -33,6 +33,8 @@ class ActivityKind(StrEnum):
     CONFLICT = "conflict"
     ECHO = "echo"
     INITIAL_SYNC = "initial-sync"
+    #: A message the target side had refused, applied there once an operator replayed it.
+    REPLAYED = "replayed"
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ INITIAL_SYNC_CORRELATION = "initial-sync:"
 def record_target_failures(message: Decoded[MapFailuresV1], uow: UnitOfWork) -> None:
     """A side refused messages the bridge carried to it: each is a failure of its map, with side, keys and reason.
 
+    A report that a side applied such a message once replayed is logged as ``replayed`` (the failure
+    stays counted: it happened).
+
     Counted toward the map's alert rules like a failure at the bridge, except a batch of an initial
     sync, logged as ``initial-sync`` (so a sync of old data does not pause the map half-way, as for
     the rows the master itself refuses).
@@ -97,13 +100,22 @@ def record_target_failures(message: Decoded[MapFailuresV1], uow: UnitOfWork) -> 
             log.warning("failure reported for an unknown table map", map=row.table_map, message_id=row.message_id)
             continue
         reason = f"{row.error_type}: {row.error}"
+        if row.outcome == "applied_on_replay":
+            lock_state(uow.connection, row.table_map, shared=True)
+            record_activity(
+                uow.connection, row.table_map, ActivityKind.REPLAYED, message_id=row.message_id,
+                correlation_id=row.correlation_id, key=row.keys,
+                detail={"applied_by": row.side, "had_failed": reason, "queue": row.queue, "carried": row.causation_id},
+            )
+            log.info("table map message applied on replay", map=row.table_map, side=row.side, message_id=row.message_id)
+            continue
         # The message id is the refused one (what `dualwrite dlq` names it by); its cause, the one the bridge received.
         detail = {
             "refused_by": row.side, "error": reason, "queue": row.queue, "carried": row.causation_id,
             "dead_at": row.dead_at.isoformat(),
         }
         if (row.correlation_id or "").startswith(INITIAL_SYNC_CORRELATION):
-            lock_state(uow.connection, row.table_map)
+            lock_state(uow.connection, row.table_map, shared=True)
             record_activity(
                 uow.connection, row.table_map, ActivityKind.INITIAL_SYNC, message_id=row.message_id,
                 correlation_id=row.correlation_id, key=row.keys, detail=detail,

@@ -28,7 +28,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from shared.broker import BROKER_UNAVAILABLE, make_broker
 from shared.errors import ConfigurationError
-from shared.publisher import Publisher
+from shared.publisher import dramatiq_message
 from shared.settings import Settings
 
 
@@ -131,9 +131,15 @@ class BrokerQueues(ABC):
         with self.hold_dead_letters(queue_name) as held:
             return list(held.letters)
 
-    def enqueue(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
-        """Send an envelope to a work queue as a fresh dramatiq message (no retries counted yet)."""
-        Publisher(self.broker).send_raw(queue_name, actor_name, message_id, body)
+    def enqueue(
+        self, queue_name: str, actor_name: str, message_id: str, body: str, *, options: dict[str, Any] | None = None
+    ) -> None:
+        """Send an envelope to a work queue as a fresh dramatiq message (no retries counted yet).
+
+        ``options`` go in the dramatiq message's options (a replay is marked there, not in the envelope).
+        """
+        message = dramatiq_message(queue_name, actor_name, message_id, body)
+        self.broker.enqueue(message.copy(options={**message.options, **options}) if options else message)
 
     def close(self) -> None:
         """Let go of the connections opened here, and of the broker when it was opened for us."""

@@ -28,6 +28,7 @@ from shared.logging import get_logger
 from workers.operations.audit import AuditLog
 from workers.operations.broker_queues import BrokerQueues, HeldDeadLetters
 from workers.operations.dead_letter_queue import DeadLetter
+from workers.operations.dead_letter_reports import REPLAY_OPTION
 from workers.operations.dead_letter_records import DeadLetterLedgers, Outcome
 
 log = get_logger(__name__)
@@ -136,7 +137,8 @@ class DeadLetterRepair:
                         progress(handled, len(letters))
 
     def _send_back(self, queue_name: str, held: HeldDeadLetters, letter: DeadLetter, body: str, outcome: str) -> None:
-        self.broker.enqueue(queue_name, letter.actor_name, letter.message_id, body)
+        # Marked as a replay in the dramatiq message: a table map's target side reports it to the bridge once applied.
+        self.broker.enqueue(queue_name, letter.actor_name, letter.message_id, body, options={REPLAY_OPTION: outcome})
         held.remove(_copies_of(held, letter))
         if letter.record is not None:
             self.ledgers.resolve(letter.record, outcome, self.operator, replayed_body=body)
