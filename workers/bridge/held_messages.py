@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, bindparam, exists, func, select
 
 from contracts.registry import Decoded
 from shared.database import insert_ignoring_duplicates
@@ -48,8 +48,12 @@ def hold(connection: Connection, map_name: str, message: Decoded[Any], enqueued_
     )
 
 
+#: Built once: every live message of a running map asks it.
+_HOLDS_ANY = select(exists().where(held_messages.c.map == bindparam("b_map")))
+
+
 def holds_any(connection: Connection, map_name: str) -> bool:
-    return bool(connection.scalar(select(exists().where(held_messages.c.map == map_name))))
+    return bool(connection.scalar(_HOLDS_ANY, {"b_map": map_name}))
 
 
 def held_count(connection: Connection, map_name: str) -> int:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from contracts.maps import MAPS, MapDeclaration, map_declaration
 from shared.database import insert_ignoring_duplicates
@@ -132,6 +132,12 @@ def _default_row(declaration: MapDeclaration) -> dict[str, Any]:
     }
 
 
+# Built once: every message of every map runs one of these (SQLite has a single writer, no row locks).
+_READ_STATE = select(map_states).where(map_states.c.map == bindparam("b_map"))
+_SHARE_STATE = _READ_STATE.with_for_update(read=True)
+_LOCK_STATE = _READ_STATE.with_for_update()
+
+
 def lock_state(connection: Connection, name: str, *, shared: bool = False) -> MapStatus:
     """The map's status, its row locked until the caller's transaction ends (created when missing).
 
@@ -142,13 +148,11 @@ def lock_state(connection: Connection, name: str, *, shared: bool = False) -> Ma
     runs it (recorded in the activity log as a version change by the next exclusive lock).
     """
     declaration = map_declaration(name)
-    query = select(map_states).where(map_states.c.map == name)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(read=shared)
-    row = connection.execute(query).one_or_none()
+    query = _READ_STATE if connection.dialect.name != "postgresql" else _SHARE_STATE if shared else _LOCK_STATE
+    row = connection.execute(query, {"b_map": name}).one_or_none()
     if row is None:  # the map's first message or command: its row, then its lock
         insert_ignoring_duplicates(connection, map_states, [_default_row(declaration)])
-        row = connection.execute(query).one()
+        row = connection.execute(query, {"b_map": name}).one()
     status = _status(row)
     if declaration.version > status.active_version:
         if shared:  # writing the row under a shared lock could deadlock with another carrier
