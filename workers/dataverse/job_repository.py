@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from shared.database import insert_ignoring_duplicates, supports_skip_locked, update_rows
 from workers.dataverse.domain.approvals import ApprovalOutcome
@@ -65,40 +65,50 @@ def create_approval_jobs(
 def claim_jobs(
     connection: Connection, legal_entity: str, job_ids: Iterable[str], claimed_by: str, now: datetime
 ) -> list[str]:
-    """Mark the named jobs in progress for ``claimed_by``; returns the ids it got.
+    """Mark the named jobs in progress for ``claimed_by``; returns the ids it got, in order.
 
     A job is claimable while waiting, or while in progress for this same message: a retried
-    delivery of the message takes back the jobs its failed attempt had claimed.
+    delivery of the message takes back the jobs its failed attempt had claimed. One statement:
+    the jobs are chosen and locked (another runner skips them, on PostgreSQL) and claimed at once.
     """
-    query = (
-        select(system_jobs.c.job_id)
-        .where(
-            system_jobs.c.job_id.in_(sorted(set(job_ids))),
-            system_jobs.c.legal_entity == legal_entity,
-            or_(
-                system_jobs.c.status == JobStatus.WAITING.value,
-                and_(system_jobs.c.status == JobStatus.IN_PROGRESS.value, system_jobs.c.claimed_by == claimed_by),
-            ),
-        )
-        .order_by(system_jobs.c.job_id)
+    claimed = connection.scalars(
+        _CLAIM_JOBS,
+        {
+            "b_job_ids": sorted(set(job_ids)),
+            "b_legal_entity": legal_entity,
+            "b_claimed_by": claimed_by,
+            "b_now": now,
+        },
     )
-    if supports_skip_locked(connection):
-        query = query.with_for_update(skip_locked=True)
-    claimed = list(connection.scalars(query))
-    if claimed:
-        connection.execute(
-            system_jobs.update()
-            .where(system_jobs.c.job_id.in_(claimed))
-            .values(
-                status=JobStatus.IN_PROGRESS.value,
-                claimed_by=claimed_by,
-                started_at=now,
-                finished_at=None,
-                error=None,
-                attempts=system_jobs.c.attempts + 1,
-            )
-        )
-    return claimed
+    return sorted(claimed)
+
+
+_CLAIMABLE = (
+    select(system_jobs.c.job_id)
+    .where(
+        system_jobs.c.job_id.in_(bindparam("b_job_ids", expanding=True)),
+        system_jobs.c.legal_entity == bindparam("b_legal_entity"),
+        or_(
+            system_jobs.c.status == JobStatus.WAITING.value,
+            and_(system_jobs.c.status == JobStatus.IN_PROGRESS.value, system_jobs.c.claimed_by == bindparam("b_claimed_by")),
+        ),
+    )
+    .order_by(system_jobs.c.job_id)
+    .with_for_update(skip_locked=True)  # rendered on PostgreSQL only; SQLite has a single writer
+)
+_CLAIM_JOBS = (
+    system_jobs.update()
+    .where(system_jobs.c.job_id.in_(_CLAIMABLE.scalar_subquery()))
+    .values(
+        status=JobStatus.IN_PROGRESS.value,
+        claimed_by=bindparam("b_claimed_by"),
+        started_at=bindparam("b_now"),
+        finished_at=None,
+        error=None,
+        attempts=system_jobs.c.attempts + 1,
+    )
+    .returning(system_jobs.c.job_id)
+)
 
 
 def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by: str) -> dict[str, ExpenseRecord]:
