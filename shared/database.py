@@ -165,7 +165,7 @@ def upsert(
     key = tuple(key)
     columns = tuple(update) if update is not None else tuple(c for c in rows[0] if c not in key)
     if connection.dialect.name == "postgresql":
-        array_statements.upsert(connection, table, rows, key, columns)
+        array_statements.upsert(connection, table, _as_applied_one_by_one(rows, key, columns), key, columns)
     else:
         connection.execute(_upsert(connection.dialect.name, table, key, columns), list(rows))
 
@@ -178,10 +178,32 @@ def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     if any(name not in rows[0] for name in key) or len(key) == len(rows[0]):
         raise ValueError(f"update of {table.name}: rows need the key {key} and at least one other column")
     if connection.dialect.name == "postgresql":
-        array_statements.update(connection, table, rows, key)
+        others = tuple(name for name in rows[0] if name not in key)
+        array_statements.update(connection, table, _as_applied_one_by_one(rows, key, others), key)
         return
     statement = _update_by_key(table, key, tuple(name for name in rows[0] if name not in key))
     connection.execute(statement, [{f"b_{name}": value for name, value in row.items()} for row in rows])
+
+
+def _as_applied_one_by_one(
+    rows: Sequence[Mapping[str, Any]], key: tuple[str, ...], updated: tuple[str, ...]
+) -> Sequence[Mapping[str, Any]]:
+    """The rows, with those repeating a key merged as applying them one after the other would leave it.
+
+    PostgreSQL refuses an ``INSERT ... ON CONFLICT DO UPDATE`` that meets one key twice, and an
+    ``UPDATE ... FROM`` with two rows for one key applies either; row by row, the later row's
+    ``updated`` columns win over the earlier's, which is what the merged row holds.
+    """
+    keys = [tuple(row[name] for name in key) for row in rows]
+    if len(set(keys)) == len(keys):
+        return rows
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row_key, row in zip(keys, rows, strict=True):
+        if row_key in merged:
+            merged[row_key].update({name: row[name] for name in updated})
+        else:
+            merged[row_key] = dict(row)
+    return list(merged.values())
 
 
 @functools.lru_cache(maxsize=1024)

@@ -106,6 +106,18 @@ def test_upsert_updates_the_named_columns_of_existing_keys(engine: Engine) -> No
     assert [(r[1], r[2], r[4]) for r in _rows(engine)] == [(1, Decimal("5.00"), "first"), (2, Decimal("6.00"), "new")]
 
 
+def test_a_key_repeated_in_one_batch_ends_as_applying_the_rows_one_by_one(engine: Engine) -> None:
+    with engine.begin() as connection:
+        insert_rows(connection, lines, [_line("R1", 1, "1", "kept")])
+        # Upsert: R1/1 exists, R1/2 is new; each is met twice, the later amount wins, the note stays the first's
+        upsert(connection, lines, [_line("R1", 1, "2", "x"), _line("R1", 2, "3", "first"), _line("R1", 1, "4", "y"),
+                                   _line("R1", 2, "5", "second")], key=("report_id", "line_number"), update=("amount",))
+        update_rows(connection, lines, [{"report_id": "R1", "line_number": 2, "note": "a"},
+                                        {"report_id": "R1", "line_number": 2, "note": "b"}], key=("report_id", "line_number"))
+
+    assert [(r[1], r[2], r[4]) for r in _rows(engine)] == [(1, Decimal("4.00"), "kept"), (2, Decimal("5.00"), "b")]
+
+
 def test_an_amount_with_too_many_decimals_is_refused_and_nothing_written(engine: Engine) -> None:
     with pytest.raises(exc.StatementError, match="0.005 has more than 2 decimals"):
         with engine.begin() as connection:
