@@ -95,6 +95,17 @@ exchange_rates = Table(
     Column("rate", Rate, nullable=False),
 )
 
+#: One row, rewritten by every `dualwrite setup`: a token naming this version of the reference data
+#: (legal entities, tax codes, workers, category accounts, exchange rates), so a worker can keep what
+#: it read until the token changes (workers/finance/store/reference.py).
+reference_revision = Table(
+    "reference_revision",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("token", String(32), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
 projects = Table(
     "projects",
     metadata,

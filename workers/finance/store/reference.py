@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
 
@@ -18,11 +22,65 @@ from workers.finance.domain.reference import (
     Worker,
 )
 from workers.finance.setup_document import SetupDocument
-from workers.finance.tables import accounts, category_accounts, exchange_rates, legal_entities, tax_codes, workers
+from workers.finance.tables import (
+    accounts,
+    category_accounts,
+    exchange_rates,
+    legal_entities,
+    reference_revision,
+    tax_codes,
+    workers,
+)
+
+
+class _Revision:
+    """What one revision of the reference data held, as read so far: set-ups and rates."""
+
+    def __init__(self) -> None:
+        self.setups: dict[str, CompanySetup | None] = {}
+        self.rates: dict[str, ExchangeRates] = {}
+
+
+#: Reference data read, by revision token (the newest few); a `dualwrite setup` writes a new token.
+_revisions: OrderedDict[str, _Revision] = OrderedDict()
+_revisions_lock = threading.Lock()
+_REVISIONS_KEPT = 8
+
+_TOKEN = select(reference_revision.c.token).where(reference_revision.c.id == 1)
+
+
+def _revision(connection: Connection) -> _Revision | None:
+    """The cache of the revision this transaction sees; None before any `dualwrite setup` wrote one."""
+    token = connection.scalar(_TOKEN)
+    if token is None:
+        return None
+    with _revisions_lock:
+        revision = _revisions.get(token)
+        if revision is None:
+            revision = _revisions[token] = _Revision()
+            while len(_revisions) > _REVISIONS_KEPT:
+                _revisions.popitem(last=False)
+        else:
+            _revisions.move_to_end(token)
+        return revision
 
 
 def company_setup(connection: Connection, legal_entity: str) -> CompanySetup | None:
-    """The legal entity's set-up, or None when `dualwrite setup` never loaded it."""
+    """The legal entity's set-up, or None when `dualwrite setup` never loaded it.
+
+    Read once per revision of the reference data (a set-up is immutable; the revision's token
+    changes with every `dualwrite setup`), so a message costs one small query instead of four.
+    """
+    revision = _revision(connection)
+    if revision is not None and legal_entity in revision.setups:
+        return revision.setups[legal_entity]
+    setup = _read_company_setup(connection, legal_entity)
+    if revision is not None:
+        revision.setups[legal_entity] = setup
+    return setup
+
+
+def _read_company_setup(connection: Connection, legal_entity: str) -> CompanySetup | None:
     company = connection.execute(select(legal_entities).where(legal_entities.c.legal_entity == legal_entity)).mappings().first()
     if company is None:
         return None
@@ -52,13 +110,24 @@ def all_legal_entities(connection: Connection) -> list[str]:
 
 
 def rates_into(connection: Connection, to_currency: str, from_currencies: Iterable[str]) -> ExchangeRates:
+    """Exchange rates into ``to_currency`` from each of ``from_currencies`` (every one, once cached)."""
     wanted = sorted(set(from_currencies) - {to_currency})
     if not wanted:
         return ExchangeRates()
-    rows = connection.execute(
-        select(exchange_rates).where(exchange_rates.c.to_currency == to_currency, exchange_rates.c.from_currency.in_(wanted))
-    ).mappings()
-    return ExchangeRates([ExchangeRate(**row) for row in rows])
+    revision = _revision(connection)
+    if revision is None:
+        return _read_rates(connection, to_currency, wanted)
+    rates = revision.rates.get(to_currency)
+    if rates is None:
+        rates = revision.rates[to_currency] = _read_rates(connection, to_currency, None)
+    return rates
+
+
+def _read_rates(connection: Connection, to_currency: str, from_currencies: list[str] | None) -> ExchangeRates:
+    query = select(exchange_rates).where(exchange_rates.c.to_currency == to_currency)
+    if from_currencies is not None:
+        query = query.where(exchange_rates.c.from_currency.in_(from_currencies))
+    return ExchangeRates([ExchangeRate(**row) for row in connection.execute(query).mappings()])
 
 
 def save_setup(connection: Connection, document: SetupDocument) -> dict[str, int]:
@@ -84,4 +153,6 @@ def save_setup(connection: Connection, document: SetupDocument) -> dict[str, int
         key=("from_currency", "to_currency", "valid_from"),
     )
     counts["exchange_rates"] = len(document.exchange_rates)
+    # A new revision: workers read the reference data afresh (company_setup, rates_into).
+    upsert(connection, reference_revision, [{"id": 1, "token": uuid.uuid4().hex, "changed_at": datetime.now(UTC)}], key=("id",))
     return counts
