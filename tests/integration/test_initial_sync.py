@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts.envelope import Side
-from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
+from contracts.queues import BRIDGE_INITIAL_SYNC, DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
 from contracts.registry import Decoded
 from shared.errors import BusinessRuleViolation
 from shared.waiting import wait_until
 from tests.integration.support import BRIDGE, DATAVERSE, FINANCE, System, given_project
 from workers.bridge.activity import activity_log
+from workers.bridge.initial_sync import run_progress
 from workers.bridge.initial_sync_tables import initial_sync_rows
 from workers.bridge.map_states import MapState, read_state
 from workers.bridge.tables import audit_log
@@ -295,6 +296,65 @@ def test_a_live_change_made_during_the_sync_is_not_overwritten_by_the_older_sync
     assert system.rows(FINANCE, select(func.count()).select_from(table))[0][0] == 250
     assert finance_status("PRJ-0149") == "active" and finance_status("PRJ-0151") == "active"
     assert map_state(system, "msdyn_projects") is MapState.RUNNING
+    assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
+
+
+class ReportHeldInTransit:
+    """Keeps the master's report of page ``page`` from reaching the bridge until released.
+
+    Wraps the master's relay: the report is committed with its page (and the next page's command),
+    but travels only on ``release``, as a report delivered late would (two bridge threads, or a
+    retry, recording page 3's report before page 2's).
+    """
+
+    def __init__(self, relay: Any, page: int) -> None:
+        self.send, self.page = relay.send, page
+        relay.send = self
+        self.held: list[tuple[str, str, str, str]] = []
+        self.released = False
+
+    def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
+        if queue_name == BRIDGE_INITIAL_SYNC.name and not self.released:
+            if [row["page"] for row in json.loads(body)["payload"]["rows"]] == [self.page]:
+                self.held.append((queue_name, actor_name, message_id, body))
+                return
+        self.send(queue_name, actor_name, message_id, body)
+
+    def release(self) -> None:
+        self.released = True
+        for held in self.held:
+            self.send(*held)
+
+
+def test_a_run_is_finished_only_once_every_page_is_reported_whatever_order_the_reports_arrive_in(
+    system: System,
+) -> None:
+    # Given 250 projects in Dataverse, and the report of page 2 of 3 late on its way to the bridge
+    given_dataverse_projects(system, 250)
+    late = ReportHeldInTransit(system.runtime.side(DATAVERSE).relay, page=2)
+    started = start(system, "msdyn_projects", Side.DATAVERSE, page_size=100)
+    run_id = started.run.run_id
+
+    def progress() -> Any:
+        with system.database(BRIDGE).engine.connect() as connection:
+            return run_progress(connection, run_id)
+
+    # When the last page's report (page 3, which ends the export) reaches the bridge before page 2's
+    wait_until(lambda: late.held and progress().pages == 2, timeout=30, what="pages 1 and 3 reported, page 2 held")
+    system.settle()
+    # Then the run is not finished: page 2's 100 rows are not accounted for, and the map still initializes
+    early = progress()
+    assert (early.finished, early.settled, early.pages, early.rows_sent, early.next_page) == (False, False, 2, 150, 4)
+    assert map_state(system, "msdyn_projects") is MapState.INITIALIZING
+    # When page 2's report arrives
+    late.release()
+    run = finished(system, run_id)
+    system.settle()
+    # Then the run is finished with every page and row, and the map runs
+    assert (run.pages, run.rows_read, run.rows_sent, run.rows_carried, run.rows_superseded) == (3, 250, 250, 250, 0)
+    assert map_state(system, "msdyn_projects") is MapState.RUNNING
+    table = finance.projects
+    assert system.rows(FINANCE, select(func.count()).select_from(table))[0][0] == 250
     assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
 
 

@@ -1,8 +1,9 @@
 """The bridge's side of an initial sync: the record of each run, and which synced rows it carries.
 
 - :func:`record_page_reports` handles the master's ``initial_sync_report`` (queue
-  ``bridge.initial-sync``): each page once, each refused row with its key and reason; the last page
-  ends the run and moves the map from ``initializing`` to ``running``.
+  ``bridge.initial-sync``): each page once, each refused row with its key and reason; the run ends,
+  and the map moves from ``initializing`` to ``running``, once every page up to the last is recorded,
+  in whatever order the reports arrived.
 - :func:`screen_rows` runs in the map's carrier for one-way maps with an initial sync (a two-way
   map's rows carry their own version, which decides instead: ``row_versions.py``). **Safe while live
   messages flow**: every row the bridge carries for such a map leaves its version in
@@ -198,10 +199,16 @@ def run_progress(connection: Connection, run_id: str) -> RunProgress | None:
 
 
 def record_page_reports(message: Decoded[InitialSyncReportV1], uow: UnitOfWork) -> None:
-    """Each page once; its refused rows each with key and reason; the last page ends the run."""
+    """Each page once; its refused rows each with key and reason; the run ends once every page is in.
+
+    The last page's report does not end the run by itself: reports travel apart and two bridge
+    threads (or a retry) can record page 3's before page 2's. The run is finished by whichever report
+    completes it, when pages 1 to the last are all recorded (:func:`finish_if_complete`).
+    """
     connection = uow.connection
     now = utcnow()
     for report in message.payload.rows:
+        lock_run(connection, report.run_id)
         new = insert_ignoring_duplicates(
             connection,
             initial_sync_pages,
@@ -229,17 +236,49 @@ def record_page_reports(message: Decoded[InitialSyncReportV1], uow: UnitOfWork) 
                 for row in report.failed
             ],
         )
-        values: dict[str, Any] = {"updated_at": now}
-        if report.finished:
-            values.update(state=FINISHED, finished_at=now)
         connection.execute(
-            initial_sync_runs.update().where(initial_sync_runs.c.run_id == report.run_id).values(**values)
+            initial_sync_runs.update().where(initial_sync_runs.c.run_id == report.run_id).values(updated_at=now)
         )
         note_page(connection, report, message.envelope)
+        finish_if_complete(connection, report.run_id, report.table_map, now)
+
+
+def lock_run(connection: Connection, run_id: str) -> None:
+    """Serialise the reports of one run on its row, so the report completing it sees the others.
+
+    PostgreSQL (read committed): a second report waits for the first to commit, and its next
+    statements see that page. SQLite's writers are serialised already (``BEGIN IMMEDIATE``).
+    """
+    connection.execute(
+        select(initial_sync_runs.c.run_id).where(initial_sync_runs.c.run_id == run_id).with_for_update()
+    )
+
+
+def finish_if_complete(connection: Connection, run_id: str, map_name: str, now: datetime) -> bool:
+    """Finish the run (and set its map running) when pages 1 to its last page are all recorded.
+
+    The last page is the first one the master reported as finished; a page missing below it is a
+    report still on its way, and the run stays running until it arrives.
+    """
+    pages = initial_sync_pages.c
+    last = connection.scalar(select(func.min(pages.page)).where(pages.run_id == run_id, pages.finished.is_(True)))
+    if last is None:
+        return False
+    reported = connection.scalar(select(func.count()).where(pages.run_id == run_id, pages.page <= last))
+    if reported < last:
+        return False
+    finished = connection.execute(
+        initial_sync_runs.update()
+        .where(initial_sync_runs.c.run_id == run_id, initial_sync_runs.c.state == RUNNING)
+        .values(state=FINISHED, finished_at=now, updated_at=now)
+    ).rowcount
+    if finished:
+        change_state(connection, map_name, MapState.RUNNING, reason=f"initial sync {run_id} finished", by="initial-sync")
+    return bool(finished)
 
 
 def note_page(connection: Connection, report: Any, envelope: Envelope) -> None:
-    """The map's activity log: a line per page and per refused row; the last page makes it running.
+    """The map's activity log: a line per page and per refused row.
 
     Refused rows are logged as ``initial-sync`` events, not ``failed`` ones: legacy rows refused by
     the contract must not trip the map's alert rules and pause it in the middle of its sync.
@@ -262,14 +301,6 @@ def note_page(connection: Connection, report: Any, envelope: Envelope) -> None:
     for row in report.failed:
         record_activity(
             connection, report.table_map, ActivityKind.INITIAL_SYNC, key=row.key, detail={"refused": row.reason}, **common
-        )
-    if report.finished:
-        change_state(
-            connection,
-            report.table_map,
-            MapState.RUNNING,
-            reason=f"initial sync {report.run_id} finished",
-            by="initial-sync",
         )
 
 
