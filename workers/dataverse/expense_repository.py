@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from contracts.actuals import ActualPostingV1
 from shared.database import as_row, insert_ignoring_duplicates, update_rows, upsert
+from shared.sql_lists import ValueList, one_of
 from workers.dataverse.domain.actuals import Actual, PostingStatus
 from workers.dataverse.domain.expenses import ApprovalStatus, ExpenseRecord
 from workers.dataverse.tables import actuals, expenses
@@ -19,10 +20,13 @@ _FINANCE_COLUMNS = [c.name for c in expenses.columns if c.name not in ("expense_
 
 def expense_owners(connection: Connection, expense_ids: Iterable[str]) -> dict[str, str]:
     """Expense id -> owning company, for those of ``expense_ids`` already recorded."""
-    rows = connection.execute(
-        select(expenses.c.expense_id, expenses.c.legal_entity).where(expenses.c.expense_id.in_(sorted(set(expense_ids))))
-    )
+    rows = connection.execute(_EXPENSE_OWNERS, {"b_expense_ids": sorted(set(expense_ids))})
     return {row.expense_id: row.legal_entity for row in rows}
+
+
+_EXPENSE_OWNERS = select(expenses.c.expense_id, expenses.c.legal_entity).where(
+    one_of(expenses.c.expense_id, bindparam("b_expense_ids", type_=ValueList()))
+)
 
 
 def save_expenses(connection: Connection, records: Sequence[ExpenseRecord]) -> None:
@@ -37,11 +41,14 @@ def expense_record(row: Mapping[str, Any]) -> ExpenseRecord:
 
 def mark_approved(connection: Connection, expense_ids: Sequence[str]) -> None:
     if expense_ids:
-        connection.execute(
-            expenses.update()
-            .where(expenses.c.expense_id.in_(sorted(set(expense_ids))))
-            .values(approval_status=ApprovalStatus.APPROVED.value)
-        )
+        connection.execute(_MARK_APPROVED, {"b_expense_ids": sorted(set(expense_ids))})
+
+
+_MARK_APPROVED = (
+    expenses.update()
+    .where(one_of(expenses.c.expense_id, bindparam("b_expense_ids", type_=ValueList())))
+    .values(approval_status=ApprovalStatus.APPROVED.value)
+)
 
 
 def save_actuals(connection: Connection, new: Sequence[Actual]) -> int:
@@ -51,12 +58,14 @@ def save_actuals(connection: Connection, new: Sequence[Actual]) -> int:
 
 def known_actuals(connection: Connection, legal_entity: str, actual_ids: Iterable[str]) -> frozenset[str]:
     """Those of ``actual_ids`` that are actuals of ``legal_entity``."""
-    found = connection.scalars(
-        select(actuals.c.actual_id).where(
-            actuals.c.legal_entity == legal_entity, actuals.c.actual_id.in_(sorted(set(actual_ids)))
-        )
-    )
+    found = connection.scalars(_KNOWN_ACTUALS, {"b_legal_entity": legal_entity, "b_actual_ids": sorted(set(actual_ids))})
     return frozenset(found)
+
+
+_KNOWN_ACTUALS = select(actuals.c.actual_id).where(
+    actuals.c.legal_entity == bindparam("b_legal_entity"),
+    one_of(actuals.c.actual_id, bindparam("b_actual_ids", type_=ValueList())),
+)
 
 
 def record_postings(connection: Connection, legal_entity: str, postings: Sequence[ActualPostingV1]) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, bindparam, or_, select
 
 from shared.database import insert_ignoring_duplicates, supports_skip_locked, update_rows
+from shared.sql_lists import ValueList, one_of
 from workers.dataverse.domain.approvals import ApprovalOutcome
 from workers.dataverse.domain.expenses import ExpenseRecord
 from workers.dataverse.domain.system_jobs import JobStatus, approval_job_id
@@ -37,13 +38,16 @@ class JobView:
     finished_at: datetime | None
 
 
+_JOBS_OF_EXPENSES = select(system_jobs.c.expense_id).where(
+    one_of(system_jobs.c.expense_id, bindparam("b_expense_ids", type_=ValueList()))
+)
+
+
 def create_approval_jobs(
     connection: Connection, legal_entity: str, correlation_id: str, expense_ids: Sequence[str], now: datetime
 ) -> list[str]:
     """One waiting approval job per expense record that has none yet; returns the new jobs' ids."""
-    existing = set(
-        connection.scalars(select(system_jobs.c.expense_id).where(system_jobs.c.expense_id.in_(sorted(set(expense_ids)))))
-    )
+    existing = set(connection.scalars(_JOBS_OF_EXPENSES, {"b_expense_ids": sorted(set(expense_ids))}))
     new = [
         {
             "job_id": approval_job_id(expense_id),
@@ -86,7 +90,7 @@ def claim_jobs(
 _CLAIMABLE = (
     select(system_jobs.c.job_id)
     .where(
-        system_jobs.c.job_id.in_(bindparam("b_job_ids", expanding=True)),
+        one_of(system_jobs.c.job_id, bindparam("b_job_ids", type_=ValueList())),
         system_jobs.c.legal_entity == bindparam("b_legal_entity"),
         or_(
             system_jobs.c.status == JobStatus.WAITING.value,
@@ -113,17 +117,20 @@ _CLAIM_JOBS = (
 
 def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by: str) -> dict[str, ExpenseRecord]:
     """Job id -> the expense record it approves, for the jobs ``claimed_by`` holds in progress."""
-    query = (
-        select(system_jobs.c.job_id, *expenses.columns)
-        .join(expenses, expenses.c.expense_id == system_jobs.c.expense_id)
-        .where(
-            system_jobs.c.job_id.in_(sorted(set(job_ids))),
-            system_jobs.c.status == JobStatus.IN_PROGRESS.value,
-            system_jobs.c.claimed_by == claimed_by,
-        )
-        .order_by(system_jobs.c.job_id)
+    rows = connection.execute(_CLAIMED_EXPENSES, {"b_job_ids": sorted(set(job_ids)), "b_claimed_by": claimed_by})
+    return {row["job_id"]: expense_record(row) for row in rows.mappings()}
+
+
+_CLAIMED_EXPENSES = (
+    select(system_jobs.c.job_id, *expenses.columns)
+    .join(expenses, expenses.c.expense_id == system_jobs.c.expense_id)
+    .where(
+        one_of(system_jobs.c.job_id, bindparam("b_job_ids", type_=ValueList())),
+        system_jobs.c.status == JobStatus.IN_PROGRESS.value,
+        system_jobs.c.claimed_by == bindparam("b_claimed_by"),
     )
-    return {row["job_id"]: expense_record(row) for row in connection.execute(query).mappings()}
+    .order_by(system_jobs.c.job_id)
+)
 
 
 def record_outcomes(connection: Connection, outcomes: Sequence[ApprovalOutcome], claimed_by: str, now: datetime) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from contracts.fields import ProjectStatus
 from shared.database import as_row, upsert
+from shared.sql_lists import ValueList, one_of
 from workers.dataverse.domain.projects import ExpenseEstimate, Project
 from workers.dataverse.tables import expense_categories, expense_estimates, projects, transaction_categories
 
@@ -26,24 +27,30 @@ def save_expense_categories(connection: Connection, legal_entity: str, rows: lis
     )
 
 
+# Built once (one_of: the list as one parameter, see shared/sql_lists.py).
+_COMPANY_CATEGORIES = select(expense_categories.c.expense_category).where(
+    expense_categories.c.legal_entity == bindparam("b_legal_entity"),
+    one_of(expense_categories.c.expense_category, bindparam("b_codes", type_=ValueList())),
+)
+_PROJECTS = (
+    select(projects)
+    .where(one_of(projects.c.project_id, bindparam("b_project_ids", type_=ValueList())))
+    .order_by(projects.c.project_id)
+)
+_PROJECTS_LOCKED = _PROJECTS.with_for_update()
+
+
 def company_expense_categories(connection: Connection, legal_entity: str, codes: Iterable[str]) -> frozenset[str]:
     """Those of ``codes`` that are expense categories of ``legal_entity``; other companies are never read."""
-    found = connection.scalars(
-        select(expense_categories.c.expense_category).where(
-            expense_categories.c.legal_entity == legal_entity,
-            expense_categories.c.expense_category.in_(sorted(set(codes))),
-        )
-    )
+    found = connection.scalars(_COMPANY_CATEGORIES, {"b_legal_entity": legal_entity, "b_codes": sorted(set(codes))})
     return frozenset(found)
 
 
 def projects_by_id(connection: Connection, project_ids: Iterable[str], *, for_update: bool = False) -> dict[str, Project]:
     """Projects by id; ``for_update`` locks them on PostgreSQL until the transaction ends (a change and
     a row from finance for the same project then decide one after the other)."""
-    query = select(projects).where(projects.c.project_id.in_(sorted(set(project_ids)))).order_by(projects.c.project_id)
-    if for_update and connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    rows = connection.execute(query).mappings()
+    query = _PROJECTS_LOCKED if for_update else _PROJECTS  # FOR UPDATE is rendered on PostgreSQL only
+    rows = connection.execute(query, {"b_project_ids": sorted(set(project_ids))}).mappings()
     return {row["project_id"]: Project(**{**row, "status": ProjectStatus(row["status"])}) for row in rows}
 
 

@@ -19,7 +19,6 @@ and unreported, which the side's inbox and ``dualwrite trace`` still show.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any

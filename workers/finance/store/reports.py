@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select
 
 from contracts.fields import ProjectStatus
 from shared.database import as_row, insert_rows, update_rows, upsert
+from shared.sql_lists import ValueList, one_of
 from workers.finance.domain.expense_reports import ExpenseLine, ExpenseReport, FinanceProject, ReportStatus
 from workers.finance.domain.posting import ExpensePosting
 from workers.finance.tables import (
@@ -49,23 +50,36 @@ _LINE_FIELDS = (
 )
 
 
+# Built once (one_of: the ids as one parameter, see shared/sql_lists.py); FOR UPDATE is PostgreSQL's.
+_REPORTS = (
+    select(expense_reports)
+    .where(
+        expense_reports.c.legal_entity == bindparam("b_legal_entity"),
+        one_of(expense_reports.c.report_id, bindparam("b_report_ids", type_=ValueList())),
+    )
+    .order_by(expense_reports.c.report_id)
+)
+_REPORTS_LOCKED = _REPORTS.with_for_update()
+_REPORT_LINES = (
+    select(*(expense_lines.c[name] for name in _LINE_FIELDS))
+    .where(
+        expense_lines.c.legal_entity == bindparam("b_legal_entity"),
+        one_of(expense_lines.c.report_id, bindparam("b_report_ids", type_=ValueList())),
+    )
+    .order_by(expense_lines.c.report_id, expense_lines.c.line_number)
+)
+
+
 def reports_by_id(
     connection: Connection, legal_entity: str, report_ids: Iterable[str], *, for_update: bool = False
 ) -> dict[str, ExpenseReport]:
     """The reports with their lines. ``for_update`` locks them until the transaction ends (PostgreSQL):
     two approvals of one report applied at once then run one after the other, and neither's
     lines are lost (SQLite has a single writer anyway)."""
-    wanted = sorted(set(report_ids))
-    query = select(expense_reports).where(expense_reports.c.legal_entity == legal_entity, expense_reports.c.report_id.in_(wanted))
-    if for_update and connection.dialect.name == "postgresql":
-        query = query.order_by(expense_reports.c.report_id).with_for_update()
-    headers = connection.execute(query).mappings().all()
+    parameters = {"b_legal_entity": legal_entity, "b_report_ids": sorted(set(report_ids))}
+    headers = connection.execute(_REPORTS_LOCKED if for_update else _REPORTS, parameters).mappings().all()
     lines: dict[str, list[ExpenseLine]] = {}
-    for row in connection.execute(
-        select(*(expense_lines.c[name] for name in _LINE_FIELDS))
-        .where(expense_lines.c.legal_entity == legal_entity, expense_lines.c.report_id.in_(wanted))
-        .order_by(expense_lines.c.report_id, expense_lines.c.line_number)
-    ).mappings():
+    for row in connection.execute(_REPORT_LINES, parameters).mappings():
         lines.setdefault(row["report_id"], []).append(ExpenseLine(**row))
     return {
         header["report_id"]: ExpenseReport(
