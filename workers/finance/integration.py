@@ -21,6 +21,7 @@ from shared.outbox import OutboxRelay
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
 from workers.finance.domain.integration_journal import (
+    Journal,
     JournalPosting,
     Period,
     StagedActual,
@@ -72,10 +73,15 @@ def new_journal_id(legal_entity: str, period: str) -> str:
 
 def import_from_staging(database: SideDatabase, policy: ImportPolicy) -> IntegrationRun:
     """One batch of staged actuals into integration journals; returns what it did."""
+    return _import_batch(database, policy)[0]
+
+
+def _import_batch(database: SideDatabase, policy: ImportPolicy) -> tuple[IntegrationRun, list[Journal]]:
+    """One batch of staged actuals into integration journals: what it did, and the journals made."""
     with database.engine.begin() as connection:
         actuals = integration_store.take_staged(connection, policy.batch_size)
         if not actuals:
-            return IntegrationRun()
+            return IntegrationRun(), []
         setups = reference_store.company_setups(connection, {a.legal_entity for a in actuals})
         missing = sorted({a.legal_entity for a in actuals} - set(setups))
         if missing:
@@ -86,19 +92,29 @@ def import_from_staging(database: SideDatabase, policy: ImportPolicy) -> Integra
             actuals, setups, grouping=policy.grouping, max_lines=policy.max_lines, new_journal_id=new_journal_id
         )
         integration_store.save_journals(connection, journals, datetime.now(UTC))
-    return IntegrationRun(lines_imported=len(actuals), journals_created=len(journals))
+    return IntegrationRun(lines_imported=len(actuals), journals_created=len(journals)), journals
 
 
 def post_integration_journals(
-    database: SideDatabase, journal_ids: list[str] | None = None, *, limit: int = 50, relay: OutboxRelay | None = None
+    database: SideDatabase,
+    journal_ids: list[str] | None = None,
+    *,
+    limit: int = 50,
+    relay: OutboxRelay | None = None,
+    imported: list[Journal] | None = None,
 ) -> list[JournalPosting]:
     """Post open journals: ledger, project subledger, and the results back to Dataverse (via the outbox).
 
-    With a relay the results are sent once committed; without one they wait in the outbox for the
-    finance worker's.
+    ``imported``: journals this process just imported, posted as built instead of read back (those
+    still open; another poster may have taken some). With a relay the results are sent once
+    committed; without one they wait in the outbox for the finance worker's.
     """
     with UnitOfWork(database, Side.FINANCE, relay_after_commit=relay is not None) as uow:
-        journals = integration_store.take_open_journals(uow.connection, journal_ids, limit)
+        if imported is None:
+            journals = integration_store.take_open_journals(uow.connection, journal_ids, limit)
+        else:
+            still_open = integration_store.lock_open_journals(uow.connection, [j.journal_id for j in imported])
+            journals = [journal for journal in imported if journal.journal_id in still_open]
         today = datetime.now(UTC).date()
         postings = [post_journal(journal, today) for journal in journals]
         integration_store.save_journal_postings(uow.connection, postings, datetime.now(UTC))
@@ -110,14 +126,23 @@ def post_integration_journals(
     return postings
 
 
+#: Journals posted in one transaction.
+POSTING_BATCH = 50
+
+
 def run_integration(database: SideDatabase, relay: OutboxRelay | None, policy: ImportPolicy) -> IntegrationRun:
     """Import everything staged, post every open journal, then send the posting results."""
     total = IntegrationRun()
     while True:
-        run = import_from_staging(database, policy)
+        run, journals = _import_batch(database, policy)
         total += run
+        for start in range(0, len(journals), POSTING_BATCH):
+            postings = post_integration_journals(database, relay=relay, imported=journals[start : start + POSTING_BATCH])
+            total.journals_posted += len(postings)
+            total.lines_posted += sum(len(p.journal.lines) for p in postings)
         if run.lines_imported < policy.batch_size:
             break
+    # Journals left open by an earlier run (a crash between import and posting) or another process.
     while postings := post_integration_journals(database, relay=relay):
         total.journals_posted += len(postings)
         total.lines_posted += sum(len(p.journal.lines) for p in postings)

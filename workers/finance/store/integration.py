@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from contracts.fields import TransactionType
 from shared.database import as_row, insert_ignoring_duplicates, insert_rows, supports_skip_locked, update_rows
+from shared.sql_lists import ValueList, one_of
 from workers.finance.domain.integration_journal import Journal, JournalLine, JournalPosting, StagedActual
 from workers.finance.tables import (
     actuals_staging,
@@ -68,6 +69,19 @@ def save_journals(connection: Connection, journals: list[Journal], created_at: d
         ],
         key=("actual_id",),
     )
+
+
+def lock_open_journals(connection: Connection, journal_ids: list[str]) -> set[str]:
+    """Those of the journals still open, locked for this transaction; another poster skips them (PostgreSQL)."""
+    query = _OPEN_JOURNALS_LOCKED if supports_skip_locked(connection) else _OPEN_JOURNALS
+    return set(connection.scalars(query, {"b_journal_ids": journal_ids}))
+
+
+_OPEN_JOURNALS = select(integration_journals.c.journal_id).where(
+    integration_journals.c.status == OPEN,
+    one_of(integration_journals.c.journal_id, bindparam("b_journal_ids", type_=ValueList())),
+)
+_OPEN_JOURNALS_LOCKED = _OPEN_JOURNALS.with_for_update(skip_locked=True)
 
 
 def take_open_journals(connection: Connection, journal_ids: Iterable[str] | None, limit: int) -> list[Journal]:
