@@ -131,11 +131,16 @@ def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str
     )
 
 
+#: Up to this many rows, an insert goes as SQLAlchemy's statement: one row (the inbox's, every
+#: message) costs less that way than as arrays, which win from a handful of rows on.
+FEW_ROWS = 3
+
+
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert every row, in one statement (an array per column) on PostgreSQL."""
     if not rows:
         return
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and len(rows) > FEW_ROWS:
         array_statements.insert(connection, table, rows)
     else:
         connection.execute(table.insert(), list(rows))
@@ -145,7 +150,7 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Seque
     """Insert the rows whose keys are new; returns how many were inserted."""
     if not rows:
         return 0
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and len(rows) > FEW_ROWS:
         return array_statements.insert_ignoring_duplicates(connection, table, rows)
     statement = _insert_ignoring_duplicates(connection.dialect.name, table)
     return len(connection.execute(statement, list(rows)).all())

@@ -97,6 +97,17 @@ def test_insert_ignoring_duplicates_counts_only_new_rows(engine: Engine) -> None
     assert [(r[1], r[2]) for r in _rows(engine)] == [(1, Decimal("1.00")), (2, Decimal("2.00")), (3, Decimal("3.00"))]
 
 
+def test_a_batch_inserted_ignoring_duplicates_counts_only_new_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        assert insert_ignoring_duplicates(connection, lines, [_line("R1", n, "1") for n in (1, 2)]) == 2
+    with engine.begin() as connection:
+        assert insert_ignoring_duplicates(connection, lines, [_line("R1", n, "9") for n in range(1, 7)]) == 4
+
+    assert [(r[1], r[2]) for r in _rows(engine)] == [(1, Decimal("1.00")), (2, Decimal("1.00"))] + [
+        (n, Decimal("9.00")) for n in range(3, 7)
+    ]
+
+
 def test_upsert_updates_the_named_columns_of_existing_keys(engine: Engine) -> None:
     with engine.begin() as connection:
         insert_rows(connection, lines, [_line("R1", 1, "1", "first")])
@@ -118,10 +129,13 @@ def test_a_key_repeated_in_one_batch_ends_as_applying_the_rows_one_by_one(engine
     assert [(r[1], r[2], r[4]) for r in _rows(engine)] == [(1, Decimal("4.00"), "kept"), (2, Decimal("5.00"), "b")]
 
 
-def test_an_amount_with_too_many_decimals_is_refused_and_nothing_written(engine: Engine) -> None:
+@pytest.mark.parametrize("rows", [1, 2, 8], ids=["one row", "a few rows", "a batch"])
+def test_an_amount_with_too_many_decimals_is_refused_and_nothing_written(engine: Engine, rows: int) -> None:
+    # A few rows go as SQLAlchemy's statement, a batch as arrays (shared.database.FEW_ROWS): both refuse
+    batch = [_line("R1", number, "1.00") for number in range(1, rows)] + [_line("R1", rows, "0.005")]
     with pytest.raises(exc.StatementError, match="0.005 has more than 2 decimals"):
         with engine.begin() as connection:
-            insert_rows(connection, lines, [_line("R1", 1, "1.00"), _line("R1", 2, "0.005")])
+            insert_rows(connection, lines, batch)
 
     assert _rows(engine) == []
 
