@@ -12,7 +12,7 @@ from workers.bench.report import BenchResult, targets, summary
 def test_defaults_are_valid_and_name_throwaway_databases() -> None:
     options = BenchOptions().check()
 
-    assert options.expected_lines == 200 * 25
+    assert options.expected_lines == 1000 * 25
     assert options.database_url("finance") == "postgresql://postgres@127.0.0.1:5432/dualwrite_bench_finance"
     assert options.database_url("bridge").endswith("/dualwrite_bench_bridge")
 
