@@ -165,3 +165,35 @@ def test_a_refused_message_replayed_once_its_cause_is_fixed_shows_as_replayed(sy
     with system.database(BRIDGE).engine.connect() as connection:
         assert read_state(connection, MAP).failed == 1
     assert system.dead_letters(BRIDGE) == []
+
+
+@pytest.mark.parametrize("state", ["pause", "stop"])
+def test_a_refusal_reported_while_the_map_is_paused_or_stopped_is_still_counted(
+    system: System, backend: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    # Given the map paused (or stopped) by an operator after it carried a message that finance refuses
+    code, _ = maps_cli(backend, monkeypatch, capsys, state, MAP)
+    assert code == 0
+    refused_id = "5a1c3d4e-0000-4000-8000-000000000001"
+    report = new_envelope(
+        contract="map_failure_report", version=1, source=Side.FINANCE, correlation_id="project:USPM:P-1",
+        payload={"rows": [{
+            "table_map": MAP, "side": "finance", "queue": PROJECTS.inbound.name, "message_id": refused_id,
+            "correlation_id": "project:USPM:P-1", "legal_entity": OTHER, "keys": ["legal_entity=USPM, project_id=P-1"],
+            "error_type": "BusinessRuleViolation", "error": "project 'P-1' is a project of DEMF, not USPM",
+            "dead_at": "2026-11-26T02:30:00+00:00",
+        }]},
+    )
+
+    # When finance's report of it reaches the bridge
+    system.put_raw(BRIDGE_MAP_FAILURES, report.model_dump_json(), str(report.message_id))
+    system.settle()
+
+    # Then it is logged and counted as the map's failure all the same, and the map keeps its state
+    assert system.dead_letters(BRIDGE) == []
+    [failed] = map_log(system, "failed")
+    assert (failed.message_id, failed.detail["refused_by"]) == (refused_id, "finance")
+    with system.database(BRIDGE).engine.connect() as connection:
+        status = read_state(connection, MAP)
+    assert (status.state.value, status.failed) == ({"pause": "paused", "stop": "stopped"}[state], 1)
+    assert status.last_error.startswith("refused by finance: BusinessRuleViolation: ")
