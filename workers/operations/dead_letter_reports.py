@@ -78,7 +78,6 @@ class MapFailureReporter:
             # Committed: the outbox sweeper sends it.
             log.warning("map failure report left to the outbox sweeper", queue=self.queue.name, message_id=letter.message_id)
 
-
     def applied_on_replay(self, body: str) -> None:
         """The replayed (or edited) letter was applied: report it once (a second report of it has the same id)."""
         envelope = Envelope.model_validate_json(body)
