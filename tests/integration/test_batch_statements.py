@@ -9,12 +9,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Date, DateTime, Engine, Integer, MetaData, String, Table, exc, select
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    exc,
+    select,
+)
 
-from shared.database import insert_ignoring_duplicates, insert_rows, make_engine, update_rows, upsert
+from shared.database import insert_ignoring_duplicates, insert_rows, update_rows, upsert
 from shared.sql_types import Money
+from tests.integration.engines import BACKENDS, engine_with
 
 metadata = MetaData()
 lines = Table(
@@ -31,21 +44,9 @@ lines = Table(
 WHEN = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # noqa: ANN001
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'batch.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        server.reset()
-        url = server.urls["finance"]
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    try:
-        yield engine
-    finally:
-        metadata.drop_all(engine)
-        engine.dispose()
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from engine_with(request, tmp_path, metadata)
 
 
 def _rows(engine: Engine) -> list[tuple]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, event
 
-from shared.database import make_engine
+from tests.integration.engines import BACKENDS, engine_with
 from workers.finance.setup_document import SetupDocument
 from workers.finance.store.reference import company_setup, rates_into, save_setup
 from workers.finance.tables import metadata
@@ -24,21 +24,9 @@ from workers.finance.tables import metadata
 DEMO_SETUP = Path(__file__).parents[2] / "workers" / "demo_data" / "setup.yaml"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'finance.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        server.reset()
-        url = server.urls["finance"]
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    try:
-        yield engine
-    finally:
-        metadata.drop_all(engine)
-        engine.dispose()
+    yield from engine_with(request, tmp_path, metadata)
 
 
 def document(us_hotel_rate: str = "0.15", eur_usd: str | None = None) -> SetupDocument:

@@ -6,10 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+)
 
-from shared.database import make_engine
 from shared.sql_lists import ValueList, one_of
+from tests.integration.engines import BACKENDS, engine_with
 
 metadata = MetaData()
 reports = Table(
@@ -28,25 +37,14 @@ QUERY = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lists.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        server.reset()
-        url = server.urls["finance"]
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(reports.insert(), [
-            {"report_id": "R-1", "lines": 1}, {"report_id": "R-2", "lines": 2}, {"report_id": "it's \"R-3\"", "lines": 3},
-        ])
-    try:
+    for engine in engine_with(request, tmp_path, metadata):
+        with engine.begin() as connection:
+            connection.execute(reports.insert(), [
+                {"report_id": "R-1", "lines": 1}, {"report_id": "R-2", "lines": 2}, {"report_id": "it's \"R-3\"", "lines": 3},
+            ])
         yield engine
-    finally:
-        metadata.drop_all(engine)
-        engine.dispose()
 
 
 @pytest.mark.parametrize(
