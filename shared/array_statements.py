@@ -18,9 +18,9 @@ SQLite keeps SQLAlchemy's executemany: see :mod:`shared.database`.
 from __future__ import annotations
 
 import functools
-from operator import itemgetter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, TextClause, exc, text
@@ -36,10 +36,11 @@ class _Columns:
     names: tuple[str, ...]
     quoted: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
-    #: ``CAST(:c0 AS TYPE[]), CAST(:c1 AS TYPE[]), ...``
+    #: ``CAST(CAST(:c0 AS TEXT) AS TYPE[]), ...``: each column's array literal, cast to its type
     arrays: str
 
-    def parameters(self, statement: TextClause, rows: Rows) -> dict[str, list[Any]]:
+    def parameters(self, statement: TextClause, rows: Rows) -> dict[str, str]:
+        """Each column's values, through its bind processor, as one array literal (``c0``, ``c1``...)."""
         parameters = {}
         for index, (name, process) in enumerate(zip(self.names, self.processors, strict=True)):
             values = list(map(itemgetter(name), rows))

@@ -56,9 +56,9 @@ def _ping_idle_connections(engine: Engine) -> None:
     fails the next statement, which one-shot commands, unlike messages, do not retry.
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip for every unit of work.
     A connection in constant use was just shown alive by its last statement, so only one that
-    rested is pinged. A dead one is replaced
-    (``DisconnectionError`` makes the pool connect again); a drop in the second after a use is
-    still met by the statement failing, which invalidates the pool, and a message is retried.
+    rested is pinged. A dead one is replaced (``DisconnectionError`` makes the pool connect again);
+    a drop in the second after a use is still met by the statement failing, which invalidates the
+    pool, and a message is retried.
     """
 
     @event.listens_for(engine, "checkin")
@@ -110,8 +110,8 @@ def _dialect_insert(dialect: str, table: Table) -> Any:
     raise NotImplementedError(f"dialect {dialect!r} is not supported")
 
 
-# SQLite's statements are built once per table and reused: building one (and its cache key) on
-# every call cost a busy worker more CPU than sending it.
+# SQLAlchemy's statements (SQLite's, and PostgreSQL's for a few rows) are built once per table and
+# reused: building one (and its cache key) on every call cost a busy worker more CPU than sending it.
 
 
 @functools.lru_cache(maxsize=1024)
