@@ -69,7 +69,7 @@ def company_setup(connection: Connection, legal_entity: str) -> CompanySetup | N
     """The legal entity's set-up, or None when `dualwrite setup` never loaded it.
 
     Read once per revision of the reference data (a set-up is immutable; the revision's token
-    changes with every `dualwrite setup`), so a message costs one small query instead of four.
+    changes with every `dualwrite setup`), so a call costs one small query (the token) instead of four.
     """
     revision = _revision(connection)
     if revision is not None and legal_entity in revision.setups:
