@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from contracts.queues import BRIDGE_INITIAL_SYNC, DATAVERSE_COMMANDS, FINANCE_CO
 from contracts.registry import Decoded
 from shared.errors import BusinessRuleViolation
 from shared.waiting import wait_until
+from tests.integration.operators import operator_environment
 from tests.integration.support import BRIDGE, DATAVERSE, FINANCE, System, given_project
 from workers.bridge.activity import activity_log
 from workers.bridge.initial_sync import run_progress
@@ -243,22 +245,21 @@ def test_every_row_that_cannot_be_sent_is_reported_with_its_key_and_reason(syste
     assert map_state(system, "msdyn_expensecategories") is MapState.RUNNING
 
 
-class DelayedInTransit:
-    """Keeps the synced batch that carries ``project_id`` from reaching the bridge until released.
+class HeldInTransit:
+    """Keeps what a side's relay sends and ``holds`` picks from leaving until released (a slow hop).
 
-    Wraps the master's relay: the batch is committed and marked sent, but travels only on ``release``,
-    as a message slowed down on its way would.
+    Wraps the relay: the message is committed and marked sent, but travels only on ``release``, as a
+    message slowed down on its way would. ``arrived`` is set once one is held.
     """
 
-    def __init__(self, relay: Any, project_id: str) -> None:
-        self.send, self.project_id = relay.send, project_id
+    def __init__(self, relay: Any, holds: Callable[[str, str], bool]) -> None:
+        self.send, self.holds = relay.send, holds
         relay.send = self
         self.held: list[tuple[str, str, str, str]] = []
         self.arrived, self.released = threading.Event(), False
 
     def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
-        synced = queue_name == PROJECTS.outbound.name and "initial-sync:" in body
-        if synced and not self.released and f'"{self.project_id}"' in body:
+        if not self.released and self.holds(queue_name, body):
             self.held.append((queue_name, actor_name, message_id, body))
             self.arrived.set()
             return
@@ -270,10 +271,27 @@ class DelayedInTransit:
             self.send(*held)
 
 
+def synced_batch_of(project_id: str) -> Callable[[str, str], bool]:
+    """The master's synced batch that carries ``project_id``."""
+    return lambda queue, body: queue == PROJECTS.outbound.name and "initial-sync:" in body and f'"{project_id}"' in body
+
+
+def report_of_page(page: int) -> Callable[[str, str], bool]:
+    """The master's report of page ``page`` (committed with the next page's command): a report
+    delivered late, as two bridge threads or a retry would record page 3's report before page 2's."""
+    return lambda queue, body: queue == BRIDGE_INITIAL_SYNC.name and [
+        row["page"] for row in json.loads(body)["payload"]["rows"]
+    ] == [page]
+
+
+def on_queue(queue_name: str) -> Callable[[str, str], bool]:
+    return lambda queue, _body: queue == queue_name
+
+
 def test_a_live_change_made_during_the_sync_is_not_overwritten_by_the_older_synced_copy(system: System) -> None:
     # Given 250 active projects in Dataverse that finance has never seen
     given_dataverse_projects(system, 250)
-    in_transit = DelayedInTransit(system.runtime.side(DATAVERSE).relay, "PRJ-0150")
+    in_transit = HeldInTransit(system.runtime.side(DATAVERSE).relay, synced_batch_of("PRJ-0150"))
     # When the sync reads PRJ-0150's page (active), and before that page reaches the bridge,
     started = start(system, "msdyn_projects", Side.DATAVERSE, page_size=100)
     assert in_transit.arrived.wait(30)
@@ -299,39 +317,12 @@ def test_a_live_change_made_during_the_sync_is_not_overwritten_by_the_older_sync
     assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
 
 
-class ReportHeldInTransit:
-    """Keeps the master's report of page ``page`` from reaching the bridge until released.
-
-    Wraps the master's relay: the report is committed with its page (and the next page's command),
-    but travels only on ``release``, as a report delivered late would (two bridge threads, or a
-    retry, recording page 3's report before page 2's).
-    """
-
-    def __init__(self, relay: Any, page: int) -> None:
-        self.send, self.page = relay.send, page
-        relay.send = self
-        self.held: list[tuple[str, str, str, str]] = []
-        self.released = False
-
-    def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
-        if queue_name == BRIDGE_INITIAL_SYNC.name and not self.released:
-            if [row["page"] for row in json.loads(body)["payload"]["rows"]] == [self.page]:
-                self.held.append((queue_name, actor_name, message_id, body))
-                return
-        self.send(queue_name, actor_name, message_id, body)
-
-    def release(self) -> None:
-        self.released = True
-        for held in self.held:
-            self.send(*held)
-
-
 def test_a_run_is_finished_only_once_every_page_is_reported_whatever_order_the_reports_arrive_in(
     system: System,
 ) -> None:
     # Given 250 projects in Dataverse, and the report of page 2 of 3 late on its way to the bridge
     given_dataverse_projects(system, 250)
-    late = ReportHeldInTransit(system.runtime.side(DATAVERSE).relay, page=2)
+    late = HeldInTransit(system.runtime.side(DATAVERSE).relay, report_of_page(2))
     started = start(system, "msdyn_projects", Side.DATAVERSE, page_size=100)
     run_id = started.run.run_id
 
@@ -358,27 +349,6 @@ def test_a_run_is_finished_only_once_every_page_is_reported_whatever_order_the_r
     assert system.all_dead_letters() == {"finance": [], "dataverse": [], "bridge": []}
 
 
-class HeldOnTheWay:
-    """Keeps what the bridge sends on one queue from leaving until released (a slow hop)."""
-
-    def __init__(self, relay: Any, queue_name: str) -> None:
-        self.send, self.queue_name = relay.send, queue_name
-        relay.send = self
-        self.held: list[tuple[str, str, str, str]] = []
-        self.released = False
-
-    def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
-        if queue_name == self.queue_name and not self.released:
-            self.held.append((queue_name, actor_name, message_id, body))
-            return
-        self.send(queue_name, actor_name, message_id, body)
-
-    def release(self) -> None:
-        self.released = True
-        for held in self.held:
-            self.send(*held)
-
-
 def test_a_synced_copy_read_before_finance_s_change_reached_the_master_is_superseded_not_a_conflict(
     system: System,
 ) -> None:
@@ -386,7 +356,7 @@ def test_a_synced_copy_read_before_finance_s_change_reached_the_master_is_supers
     # Given project P-1 on both sides at Dataverse's version 1, and finance's rename carried by the
     # bridge (version 2, finance's) but not yet arrived in Dataverse
     given_project(system, "DEMF", "P-1")
-    on_the_way = HeldOnTheWay(system.runtime.side(BRIDGE).relay, PROJECTS.reverse_inbound.name)
+    on_the_way = HeldInTransit(system.runtime.side(BRIDGE).relay, on_queue(PROJECTS.reverse_inbound.name))
     system.publish("update_projects", [{"project_id": "P-1", "name": "Renamed in finance"}], legal_entity="DEMF")
     wait_until(lambda: on_the_way.held, timeout=30, what="finance's rename carried by the bridge")
     # When an initial sync of msdyn_projects copies Dataverse's P-1, still at version 1
@@ -416,18 +386,6 @@ def test_transactional_maps_and_the_wrong_master_are_refused_with_a_clear_reason
 
 
 # -- the command line ------------------------------------------------------------------------------
-
-
-def operator_environment(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
-    """The DUALWRITE_* variables an operator would set to reach this test's broker and databases."""
-    monkeypatch.setenv("DUALWRITE_BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("DUALWRITE_DATA_DIR", str(settings.data_dir))
-    for side in ("finance", "dataverse", "bridge"):
-        url = getattr(settings, f"{side}_db_url")
-        if url:
-            monkeypatch.setenv(f"DUALWRITE_{side.upper()}_DB_URL", url)
-        else:
-            monkeypatch.delenv(f"DUALWRITE_{side.upper()}_DB_URL", raising=False)
 
 
 def test_the_operator_command_syncs_reports_refused_rows_and_shows_the_run(
