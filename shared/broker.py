@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from functools import partial
+from importlib import resources
+from typing import Any
+
 import dramatiq
 import fakeredis
 import pika.exceptions
 import redis.exceptions
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.broker import Consumer
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff, current_millis, q_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import (
     AgeLimit,
-    Callbacks,
     CurrentMessage,
     Middleware,
-    Pipelines,
     Retries,
     ShutdownNotifications,
     TimeLimit,
 )
 
+from shared.errors import Malformed
+from shared.intake import Intake
 from shared.middleware.requeue_prefetched import RequeuePrefetched
 from shared.settings import Settings
 
@@ -42,22 +49,135 @@ DELAY_QUEUE_POLL_MS = 1_000
 
 
 class _RedisBroker(RedisBroker):
-    """dramatiq's Redis broker, polling its idle delay queues less often than its work queues."""
+    """dramatiq's Redis broker, whose consumers check what they fetch (``shared.intake``) and poll
+    idle delay queues less often than work queues."""
+
+    def __init__(self, *, max_message_bytes: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.intake = Intake(self, max_message_bytes)
+        self._fetch_with_ids = self.client.register_script(
+            resources.files("shared").joinpath("redis_fetch.lua").read_bytes()
+        )
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         if queue_name.endswith(".DQ"):  # dramatiq.common.dq_name
             timeout = max(timeout, DELAY_QUEUE_POLL_MS)
-        return super().consume(queue_name, prefetch, timeout)
+        return _CheckedRedisConsumer(self, queue_name, prefetch, timeout)
+
+    def fetch_with_ids(self, queue_name: str, count: int) -> list[tuple[str, bytes]]:
+        """Up to ``count`` messages moved to this worker's acks, each as (hash field id, data)."""
+        flat = self._fetch_with_ids(
+            keys=[self.namespace], args=[queue_name, self.broker_id, current_millis(), count]
+        )
+        return [(_text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+class _CheckedRedisConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer, fetching ids with the data: bytes that are no message of ours are
+    taken off the queue and recorded (``Intake``), and a message is acknowledged by the id it
+    really has in Redis, whatever its bytes claim."""
+
+    broker: _RedisBroker
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if not self.message_cache:
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = self.broker.fetch_with_ids(
+                            self.queue_name, self.prefetch - self.outstanding_message_count
+                        )
+                    if not self.message_cache:
+                        # Nothing came: poll again later, backing off up to the idle timeout.
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        time.sleep(backoff_ms / 1000)
+                        return None
+                redis_id, data = self.message_cache.pop(0)
+                self.misses = 0
+                message = self._checked(redis_id, data)
+                if message is not None:
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+        except redis.exceptions.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+
+    def _checked(self, redis_id: str, data: bytes) -> dramatiq.Message[Any] | None:
+        intake = self.broker.intake
+        try:
+            if not data:
+                raise Malformed(f"message data missing from the queue (Redis id {redis_id[:40]!r})")
+            message = intake.check(data, self.queue_name)
+        except Malformed as error:
+            if intake.refuse(data, self.queue_name, error):
+                self.broker.do_ack(self.queue_name, redis_id)
+            else:
+                self.broker.do_nack(self.queue_name, redis_id)
+            return None
+        message.options["redis_message_id"] = redis_id
+        return message
+
+    def requeue_prefetched(self) -> int:
+        """Put back what was fetched and not handed out (a stopping consumer); how many."""
+        ids = [redis_id for redis_id, _ in self.message_cache]
+        self.message_cache = []
+        if ids:
+            self.broker.do_requeue(self.queue_name, *ids)
+        return len(ids)
+
+
+class _RabbitmqBroker(RabbitmqBroker):
+    """dramatiq's RabbitMQ broker, whose consumers check what they receive (``shared.intake``)."""
+
+    def __init__(self, *, max_message_bytes: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.intake = Intake(self, max_message_bytes)
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        return _CheckedRabbitmqConsumer
+
+
+class _CheckedRabbitmqConsumer(_RabbitmqConsumer):
+    """Bytes that are no message of ours are acknowledged off the queue and recorded (dramatiq would
+    dead-letter them with no reason); kept in the broker's dead-letter queue if the record fails."""
+
+    broker: _RabbitmqBroker
+
+    def __next__(self) -> Any:
+        try:
+            method, _properties, body = next(self.iterator)
+            if method is None:
+                return None
+        except (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as error:
+            if getattr(error, "reply_code", None) == 404:
+                self.broker.queues_pending.add(q_name(self.queue_name))
+            raise ConnectionClosed(error) from None
+        intake = self.broker.intake
+        try:
+            message = intake.check(body, self.queue_name)
+        except Malformed as error:
+            if intake.refuse(body, self.queue_name, error):
+                self.connection.add_callback_threadsafe(partial(self.channel.basic_ack, method.delivery_tag))
+            else:
+                self._nack(method.delivery_tag)
+            return None
+        self.known_tags.add(method.delivery_tag)
+        return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def standard_middleware(settings: Settings) -> list[Middleware]:
-    """dramatiq's defaults, with our retry policy, plus access to the current message."""
+    """dramatiq's defaults, with our retry policy, plus access to the current message.
+
+    Not Callbacks nor Pipelines: nothing here uses them, and they act on options a message carries.
+    """
     return [
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
         Retries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
@@ -73,7 +193,9 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     url = settings.broker_url
     if url.startswith(("amqp://", "amqps://")):
         # Publisher confirms: enqueue returns only once RabbitMQ has the message.
-        return RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+        return _RabbitmqBroker(
+            url=url, middleware=middleware, confirm_delivery=True, max_message_bytes=settings.max_message_bytes
+        )
     # Redis only: what a stopping consumer prefetched would otherwise wait out the heartbeat timeout.
     middleware.append(RequeuePrefetched())
     redis_options = {
@@ -81,6 +203,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         "heartbeat_timeout": settings.heartbeat_timeout_ms,
         "maintenance_chance": settings.redis_maintenance_chance,
         "dead_message_ttl": settings.dead_letter_ttl_days * DAY_MS,
+        "max_message_bytes": settings.max_message_bytes,
     }
     if settings.embedded_broker:
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())

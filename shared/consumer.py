@@ -23,7 +23,8 @@ from shared.metrics import Metrics
 from shared.outbox import OutboxRelay
 from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
-from shared.unit_of_work import UnitOfWork
+from shared.signatures import Verifier
+from shared.unit_of_work import UnitOfWork, body_digest
 
 log = get_logger(__name__)
 
@@ -50,6 +51,7 @@ class Consumer:
     registry: ContractRegistry
     database: SideDatabase
     relay: OutboxRelay
+    verifier: Verifier
     metrics: Metrics | None = None
     #: Test seam: called after the commit and before the relay, to simulate a crash there.
     after_commit: FaultHook | None = field(default=None)
@@ -58,13 +60,17 @@ class Consumer:
         current = CurrentMessage.get_current_message()
         message_id = current.message_id if current else None
         with bind_message_context(message_id=message_id, queue=self.endpoint.queue.name):
+            # Who signed it, before a byte of it is parsed; then what it may do, once decoded.
+            sender = self.verifier.authenticate(self.endpoint.queue.name, body, current.options if current else {})
             message = self.registry.decode(body)
             with bind_message_context(
                 correlation_id=message.envelope.correlation_id,
                 contract=message.envelope.contract,
                 legal_entity=message.envelope.legal_entity,
+                sender=sender.sender,
             ):
-                outgoing = self._apply(message, _enqueued_at(current))
+                self.verifier.authorize(sender, self.endpoint.queue.name, message.envelope)
+                outgoing = self._apply(message, _enqueued_at(current), body_digest(body))
                 try:
                     if outgoing is not None:
                         self._count_applied(message, outgoing)
@@ -81,7 +87,7 @@ class Consumer:
                 elif outgoing:
                     self.relay.send_committed(outgoing)
 
-    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[Outgoing] | None:
+    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None, digest: str) -> list[Outgoing] | None:
         """Apply the message once; what it wrote to the outbox, or None when it was applied before."""
         handler = self.endpoint.handlers.get(message.envelope.contract)
         if handler is None:
@@ -89,7 +95,7 @@ class Consumer:
                 f"queue {self.endpoint.queue.name!r} does not take contract {message.envelope.contract!r}"
             )
         with UnitOfWork(self.database, self.side, cause=message.envelope, relay_after_commit=True) as uow:
-            if not uow.claim(message, self.endpoint.queue, enqueued_at):
+            if not uow.claim(message, self.endpoint.queue, enqueued_at, digest):
                 log.info("duplicate message ignored")
                 if self.metrics is not None:
                     self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)

@@ -42,6 +42,41 @@ class BusinessRuleViolation(PermanentError):
     """Raised when a command or row breaks a rule of the business (wrong company, disabled category)."""
 
 
+class Refused(PermanentError):
+    """Raised when a message is not heard at all: it is not a message, or not from a sender the queue
+    trusts. Nothing of it is applied; it is dead-lettered at once with its ``reason`` (an alert keys on it),
+    and it never counts as a table map's failure (a stranger must not be able to pause a map)."""
+
+    reason = "refused"
+
+
+class Unauthenticated(Refused):
+    """Raised when a message has no valid signature: unsigned, an unknown or revoked key, or bytes that
+    are not what the key signed (forged or tampered)."""
+
+    reason = "unauthenticated"
+
+
+class Forbidden(Refused):
+    """Raised when a message is signed by a known key whose sender may not write this queue or this
+    contract, or whose sender is not the envelope's ``source``."""
+
+    reason = "forbidden"
+
+
+class ConflictingDuplicate(Refused):
+    """Raised when a message id already applied arrives again with other bytes: a replay with another payload."""
+
+    reason = "conflicting duplicate"
+
+
+class Malformed(Refused):
+    """Raised when the bytes on a queue are not a message this system sends (not JSON, not a dramatiq
+    message, the wrong actor or arguments, too large); they are taken off the queue and kept, size-capped."""
+
+    reason = "malformed"
+
+
 class TransientError(DualWriteError):
     """Raised when a failure may pass by itself (a lock timeout, a service restarting)."""
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from shared.redaction import redact_values
+
 
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Route structlog and the standard library through one JSON (or console) renderer."""
@@ -40,6 +42,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                _redact,  # after the traceback is text: an exception may quote a URL with its password
                 renderer,
             ],
         )
@@ -49,6 +52,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
     root.setLevel(level.upper())
     # dramatiq logs every retry at INFO; keep it, but quiet the chatty pika internals.
     logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Every line, ours and the libraries', with URL passwords and the process's secrets as ``***``."""
+    return {key: redact_values(value) for key, value in event_dict.items()}
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -54,6 +54,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("enqueued_at", DateTime(timezone=True)),
         Column("started_at", DateTime(timezone=True), nullable=False),
         Column("finished_at", DateTime(timezone=True), nullable=False),
+        #: SHA-256 of the envelope bytes applied: the same id with other bytes is a conflicting duplicate.
+        Column("digest", String(64)),
     )
     outbox = Table(
         "outbox",

@@ -79,6 +79,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.refusals = Counter(
+            "dualwrite_messages_refused",
+            "Messages refused unheard (dead-lettered at once, nothing written): reason unauthenticated, "
+            "forbidden, conflicting duplicate or malformed. Any increase deserves an alert",
+            ("side", "queue", "reason"),
+            registry=self.registry,
+        )
+
     def applied(self, queue: Queue, contract: str, rows: int) -> None:
         labels = _queue_labels(queue, contract)
         self.messages_applied.labels(*labels).inc()
@@ -89,6 +97,9 @@ class Metrics:
 
     def dead_lettered(self, queue: Queue, contract: str | None, error_kind: str) -> None:
         self.dead_letters.labels(*_queue_labels(queue, contract), error_kind).inc()
+
+    def refused(self, queue: Queue, reason: str) -> None:
+        self.refusals.labels(queue.consumer.value, queue.name, reason).inc()
 
     def watch(self, databases: Iterable[tuple[SideDatabase, Iterable[SideGauge]]]) -> None:
         """Read the outbox backlog, and the side's own gauges, from these databases at every scrape."""

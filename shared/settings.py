@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED = "embedded://"
@@ -33,6 +33,13 @@ class Settings(BaseSettings):
 
     worker_processes: int = Field(default=1, ge=1, le=64, description="Worker processes per `dualwrite worker`")
     worker_threads: int = Field(default=8, ge=1, le=256, description="Threads per worker process")
+    connect_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="How long a starting worker retries a broker or database it cannot reach (a line logged per "
+        "attempt) before it exits 4",
+    )
     max_retries: int = Field(default=8, ge=0, description="Retries of a transient failure before dead-lettering")
     min_backoff_ms: int = Field(default=500, ge=1, description="First retry delay; doubles each retry")
     max_backoff_ms: int = Field(default=300_000, ge=1, description="Longest retry delay")
@@ -65,6 +72,27 @@ class Settings(BaseSettings):
     )
     journal_max_lines: int = Field(default=200, ge=1, le=10_000, description="Lines per integration journal header")
 
+    keys_dir: Path | None = Field(
+        default=None,
+        description="Folder of the signing keys: trusted.json (every sender's public keys) and this process's "
+        "private *.key files. Unset: <data_dir>/keys",
+    )
+    signing_keys: SecretStr | None = Field(
+        default=None,
+        description="Private signing keys as text (a key file's JSON, or a JSON list of them), besides the folder's; "
+        "never logged",
+    )
+    generate_keys: bool = Field(
+        default=True,
+        description="Make a development ring (a key per sender, all trusted) when the key folder has no "
+        "trusted.json. Set false in production, so a missing ring is an error",
+    )
+    max_message_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Larger messages are dead-lettered unread as malformed (a 1,000-row message is ~0.5 MB)",
+    )
+
     metrics_port: int | None = Field(
         default=None,
         ge=1,
@@ -84,6 +112,10 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url == EMBEDDED
+
+    @property
+    def key_folder(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
 
     def database_url(self, side: str) -> str:
         """The side's database URL; an SQLite file under ``data_dir`` when none is set."""

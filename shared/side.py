@@ -18,6 +18,7 @@ from shared.outbox import OutboxRelay
 from shared.periodic import PeriodicTask
 from shared.publisher import Publisher
 from shared.settings import Settings
+from shared.signatures import Signer, key_ring, verifier
 from shared.side_database import SideDatabase
 
 
@@ -82,9 +83,13 @@ def assemble_side(
     metrics: Metrics | None = None,
 ) -> SideRuntime:
     database = open_database(spec, settings)
-    relay = OutboxRelay(database, Publisher(broker).send_raw, resend_after=settings.outbox_resend_after_seconds)
+    signer = Signer(key_ring(settings), spec.side.value)
+    relay = OutboxRelay(database, Publisher(broker, signer).send_raw, resend_after=settings.outbox_resend_after_seconds)
+    hears = verifier(settings)
     consumers = [
-        Consumer(endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, metrics=metrics)
+        Consumer(
+            endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, verifier=hears, metrics=metrics
+        )
         for endpoint in spec.endpoints()
     ]
     runtime = SideRuntime(spec=spec, database=database, relay=relay, consumers=consumers)

@@ -10,6 +10,7 @@ and its transaction also writes the side's pending notes of messages sent earlie
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,18 +18,24 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import Queue
 from contracts.registry import Decoded
 from shared.database import insert_ignoring_duplicates
+from shared.errors import ConflictingDuplicate
 from shared.outbox import write_sent_marks
 from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 
 #: Outgoing message ids derive from the incoming one, so a re-run handler emits the same ids.
 OUTBOX_NAMESPACE = uuid.UUID("6f1c2a4e-0d7b-4a51-9c8e-2b6d3f5a7e90")
+
+
+def body_digest(body: str) -> str:
+    """The SHA-256 of a message's envelope bytes, kept in the inbox beside its id."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def utcnow() -> datetime:
@@ -80,8 +87,12 @@ class UnitOfWork:
             raise
         self._committed = True
 
-    def claim(self, message: Decoded[Any], queue: Queue, enqueued_at: datetime | None) -> bool:
-        """Record the message in the inbox; False when it was applied before (a redelivery)."""
+    def claim(self, message: Decoded[Any], queue: Queue, enqueued_at: datetime | None, digest: str) -> bool:
+        """Record the message in the inbox; False when it was applied before (a redelivery).
+
+        ``digest`` is the :func:`body_digest` of the bytes received: a message id applied before that
+        comes back with other bytes is refused (ConflictingDuplicate), never silently dropped.
+        """
         envelope = message.envelope
         inserted = insert_ignoring_duplicates(
             self.connection,
@@ -100,12 +111,21 @@ class UnitOfWork:
                     "enqueued_at": enqueued_at,
                     "started_at": self._started_at,
                     "finished_at": utcnow(),
+                    "digest": digest,
                 }
             ],
         )
         if inserted == 1:
             self._claimed = str(envelope.message_id)
-        return inserted == 1
+            return True
+        inbox = self.database.messaging.inbox
+        applied = self.connection.scalar(select(inbox.c.digest).where(inbox.c.message_id == str(envelope.message_id)))
+        if applied is not None and applied != digest:
+            raise ConflictingDuplicate(
+                f"message id {envelope.message_id} was applied before with other content "
+                f"(sha256 {applied[:12]}…, now {digest[:12]}…): a replay with another payload is refused"
+            )
+        return False
 
     def emit(
         self,

@@ -20,19 +20,32 @@ from types import FrameType
 from sqlalchemy.exc import OperationalError
 
 from contracts.envelope import Side
-from shared import migrations
+from shared import connectivity, migrations
 from shared.logging import configure_logging, get_logger
+from shared.redaction import redact_text
 from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
+from workers.cli.configuration import remember_settings_secrets
 from workers.cli.output import fail
 from workers.runtime import Runtime
-from workers.stop_signals import forget_stop_signals, stop_requested, stop_signals_blocked, wait_for_stop_signal
+from workers.stop_signals import (
+    forget_stop_signals,
+    stop_requested,
+    stop_signal_within,
+    stop_signals_blocked,
+    wait_for_stop_signal,
+)
 
 log = get_logger(__name__)
 
 
 def serve(settings: Settings, sides: list[Side]) -> int:
-    """Run the sides' consumers in this process until SIGTERM or SIGINT."""
+    """Run the sides' consumers in this process until SIGTERM or SIGINT.
+
+    First, each side's database and the broker must answer within ``DUALWRITE_CONNECT_TIMEOUT_SECONDS``
+    (one line logged per failed attempt); otherwise the process exits 4 (UNAVAILABLE).
+    """
+    remember_settings_secrets(settings)  # a spawned worker process starts with none remembered
     configure_logging(settings.log_level, settings.log_format)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a worker that is slow to stop is doing.
     try:
@@ -47,13 +60,28 @@ def _serve(settings: Settings, sides: list[Side]) -> int:
     if stop_requested():  # asked to stop before anything was built
         forget_stop_signals()
         return ExitCode.OK
+    services = connectivity.services_of(settings.broker_url, {side.value: settings.database_url(side.value) for side in sides})
+    try:
+        unreachable = connectivity.wait_for_services(
+            services, settings.connect_timeout_seconds, log=log, stop_within=stop_signal_within
+        )
+    except connectivity.Stopped:
+        forget_stop_signals()
+        log.info("worker stopped before it started")
+        return ExitCode.OK
+    if unreachable is not None:
+        message = unreachable.message(settings.connect_timeout_seconds)
+        log.error("broker or database unreachable; the worker exits", error=message)
+        fail(message)
+        return ExitCode.UNAVAILABLE
     runtime = Runtime(settings, sides)
     try:
         # Never create or alter a schema here: `dualwrite db upgrade` does, once, before the workers.
         for side in runtime.sides.values():
             migrations.require_head(side.database)
     except OperationalError as error:
-        log.error("database unavailable", error=str(error.orig))
+        log.error("database unavailable", error=redact_text(error.orig))
+        fail(f"database unavailable: {error.orig}")
         runtime.stop()
         return ExitCode.UNAVAILABLE
     except migrations.SchemaBehind as behind:

@@ -18,6 +18,8 @@ from contracts.envelope import Side
 from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
 from shared.broker import make_broker
+from shared.errors import Malformed
+from shared.intake import Refusal
 from shared.metrics import Metrics, MetricsExporter
 from shared.middleware.dead_letter_ledger import DeadLetterLedger
 from shared.middleware.metrics import DeadLetterMetrics
@@ -70,6 +72,7 @@ class Runtime:
         if Side.BRIDGE in self.sides:  # table maps count their failures and apply their alert rules
             self.broker.add_middleware(map_failure_watch(self.sides[Side.BRIDGE]), before=Retries)
         self._add_metrics_middleware()
+        self._hear_refusals()
         self.background = [task for runtime in self.sides.values() for task in runtime.background_tasks(settings)]
         self.worker: dramatiq.Worker | None = None
         self.exporter: MetricsExporter | None = None
@@ -77,10 +80,30 @@ class Runtime:
     def _add_metrics_middleware(self) -> None:
         """dramatiq's message metrics and our dead-letter counter, both feeding this runtime's registry."""
         consumed = {c.endpoint.queue.name: c.endpoint.queue for runtime in self.sides.values() for c in runtime.consumers}
-        self.metrics_middleware = [DramatiqPrometheus(self.metrics.registry), DeadLetterMetrics(self.metrics, consumed)]
+        known_contracts = frozenset(contract.name for contract in self.registry)
+        self.metrics_middleware = [
+            DramatiqPrometheus(self.metrics.registry),
+            DeadLetterMetrics(self.metrics, consumed, known_contracts),
+        ]
         self.broker.add_middleware(self.metrics_middleware[0])
         self.broker.add_middleware(self.metrics_middleware[1], before=Retries)  # after Retries decided, as the ledger
         self.metrics.watch((runtime.database, runtime.spec.gauges) for runtime in self.sides.values())
+
+    def _hear_refusals(self) -> None:
+        """Bytes our consumers refuse before any actor runs (``shared.intake``): recorded as dead
+        letters by the consuming side, and counted."""
+        intake = getattr(self.broker, "intake", None)
+        if intake is None:
+            return
+        consumed = {c.endpoint.queue.name: c.endpoint.queue for runtime in self.sides.values() for c in runtime.consumers}
+
+        def record(refusal: Refusal) -> None:
+            self.ledger.record_refusal(refusal)
+            queue = consumed.get(refusal.queue_name)
+            if queue is not None:
+                self.metrics.refused(queue, Malformed.reason)
+
+        intake.on_refused = record
 
     def side(self, side: Side) -> SideRuntime:
         return self.sides[side]
@@ -132,6 +155,9 @@ class Runtime:
         for middleware in (self.ledger, self.replay_watch):
             if middleware in self.broker.middleware:
                 self.broker.middleware.remove(middleware)
+        intake = getattr(self.broker, "intake", None)
+        if intake is not None:
+            intake.on_refused = None
 
     def wait_until_idle(self, timeout: float = 30.0) -> None:
         """Block until the pipeline is idle three checks running (see :meth:`idle`)."""

@@ -41,6 +41,12 @@ def wait_for_stop_signal() -> signal.Signals:
     return signal.Signals(signal.sigwait(STOP_SIGNALS))
 
 
+def stop_signal_within(seconds: float) -> bool:
+    """Wait at most ``seconds`` for SIGTERM or SIGINT (held pending by :func:`stop_signals_blocked`);
+    True, the signal taken, when one came."""
+    return signal.sigtimedwait(STOP_SIGNALS, max(seconds, 0.0)) is not None
+
+
 def forget_stop_signals() -> None:
     """Take the stop signals that came while stopping (Ctrl-C reaches a child and its supervisor, which
     passes SIGTERM on): once the mask is put back, they would kill a process that stopped cleanly."""

@@ -10,7 +10,8 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from shared.dead_letters import DeadLetter, record_dead_letter
-from shared.errors import PermanentError
+from shared.errors import Malformed, PermanentError, Refused
+from shared.intake import KEPT_BYTES, Refusal
 from shared.logging import get_logger
 from shared.side_database import SideDatabase
 
@@ -48,7 +49,8 @@ class DeadLetterLedger(Middleware):
             **_envelope_fields(body),
         )
         try:
-            recorder = self.recorders.get(message.queue_name)
+            # A refused stranger is not the map's failure: not reported to the bridge, not counted.
+            recorder = None if isinstance(exception, Refused) else self.recorders.get(message.queue_name)
             if recorder is not None:
                 recorder(letter)
             else:
@@ -57,11 +59,32 @@ class DeadLetterLedger(Middleware):
             # The message is still in the broker's dead-letter queue; only the reason is lost.
             log.exception("could not record the dead letter's reason", queue=message.queue_name)
         log.warning(
-            "message dead-lettered",
+            "message refused" if isinstance(exception, Refused) else "message dead-lettered",
             queue=message.queue_name,
             error_type=type(exception).__name__,
             error=str(exception),
             attempts=letter.attempts,
+            **({"reason": exception.reason} if isinstance(exception, Refused) else {}),
+        )
+
+    def record_refusal(self, refusal: Refusal) -> None:
+        """Bytes the intake refused (not a message at all): a dead letter of type Malformed, in the
+        database of the side that consumes the queue. Raises when it cannot be written."""
+        database = self.databases.get(refusal.queue_name)
+        if database is None:
+            raise LookupError(f"no side of this process consumes {refusal.queue_name!r}")
+        size = f" ({refusal.size:,} bytes; the first {len(refusal.kept.encode('utf-8', 'replace')):,} kept)" if refusal.size > KEPT_BYTES else ""
+        record_dead_letter(
+            database,
+            DeadLetter(
+                message_id=refusal.message_id,
+                queue_name=refusal.queue_name,
+                actor_name="",
+                body=refusal.kept,
+                error=Malformed(refusal.reason + size),
+                traceback=None,
+                attempts=1,
+            ),
         )
 
 
@@ -69,7 +92,7 @@ def _envelope_fields(body: str) -> dict[str, str | None]:
     """Contract and correlation id when the body is at least a JSON object."""
     try:
         envelope = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return {}
     if not isinstance(envelope, dict):
         return {}

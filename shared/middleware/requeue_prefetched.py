@@ -18,11 +18,9 @@ class RequeuePrefetched(Middleware):
     the same broker (the embedded one) never does. On a graceful stop they go back at once."""
 
     def before_consumer_thread_shutdown(self, broker: dramatiq.Broker, thread: ConsumerThread) -> None:
-        consumer = thread.consumer
-        cached = getattr(consumer, "message_cache", None)
-        if consumer is None or not cached:
+        requeue = getattr(thread.consumer, "requeue_prefetched", None)  # shared.broker's Redis consumer
+        if requeue is None:
             return
-        messages = [dramatiq.Message.decode(data) for data in cached if data is not None]
-        consumer.message_cache = []
-        consumer.requeue(messages)
-        log.info("prefetched messages put back on their queue", queue=thread.queue_name, messages=len(messages))
+        count = requeue()
+        if count:
+            log.info("prefetched messages put back on their queue", queue=thread.queue_name, messages=count)

@@ -6,6 +6,7 @@ another language to, so the end-to-end test proves the README as well as the wor
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,16 +16,26 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
 import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 RABBITMQ_URL = os.environ.get("DUALWRITE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
-#: publish(envelope_json, queue_name, actor_name)
-PlainPublish = Callable[[str, str, str], None]
+#: publish(envelope_json, queue_name, actor_name, signature options)
+PlainPublish = Callable[[str, str, str, dict[str, str]], None]
+
+
+def signature_options(keys_dir: Path, sender: str, envelope_json: str) -> dict[str, str]:
+    """The README's few lines of Python: sign the envelope's exact bytes with the sender's Ed25519 key."""
+    key = next(k for p in sorted(keys_dir.glob("*.key")) if (k := json.loads(p.read_text()))["sender"] == sender)
+    private_key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(key["private_key"]))
+    signature = base64.b64encode(private_key.sign(envelope_json.encode("utf-8"))).decode("ascii")
+    return {"dualwrite_key": key["id"], "dualwrite_signature": signature}
 
 
 class BrokerUnavailable(Exception):
@@ -53,9 +64,9 @@ def dramatiq_message(envelope_json: str, queue: str, actor: str, options: dict[s
 
 
 def redis_publisher(client: redis.Redis) -> PlainPublish:
-    def publish(envelope_json: str, queue: str, actor: str) -> None:
+    def publish(envelope_json: str, queue: str, actor: str, signature: dict[str, str]) -> None:
         redis_message_id = str(uuid.uuid4())
-        message = dramatiq_message(envelope_json, queue, actor, {"redis_message_id": redis_message_id})
+        message = dramatiq_message(envelope_json, queue, actor, {"redis_message_id": redis_message_id, **signature})
         with client.pipeline(transaction=True) as multi:  # MULTI ... EXEC
             multi.hset(f"dramatiq:{queue}.msgs", redis_message_id, message)
             multi.rpush(f"dramatiq:{queue}", redis_message_id)
@@ -65,7 +76,7 @@ def redis_publisher(client: redis.Redis) -> PlainPublish:
 
 
 def amqp_publisher(url: str) -> PlainPublish:
-    def publish(envelope_json: str, queue: str, actor: str) -> None:
+    def publish(envelope_json: str, queue: str, actor: str, signature: dict[str, str]) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(url))
         try:
             channel = connection.channel()
@@ -73,7 +84,7 @@ def amqp_publisher(url: str) -> PlainPublish:
             channel.basic_publish(
                 exchange="",
                 routing_key=queue,
-                body=dramatiq_message(envelope_json, queue, actor, {}),
+                body=dramatiq_message(envelope_json, queue, actor, signature),
                 properties=pika.BasicProperties(delivery_mode=2),
                 mandatory=True,
             )

@@ -43,6 +43,11 @@ class LocalDeployment:
         self.workers: list[WorkerProcess] = []
         self.engines: dict[str, Engine] = {side: create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)) for side, url in database_urls.items()}
 
+    @property
+    def keys_dir(self) -> Path:
+        """The development key ring the first worker made (the default data folder, under the working folder)."""
+        return self.log_dir / ".dualwrite" / "keys"
+
     def start(self, side: str, argv: list[str]) -> None:
         log_path = self.log_dir / f"{side}.log"
         with open(log_path, "wb") as log:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import table_map
-from tests.e2e.brokers import Broker
+from tests.e2e.brokers import Broker, signature_options
 from tests.e2e.deployment import LocalDeployment
 from workers.bridge import tables as bridge
 from workers.bridge.row_versions import two_way_rows
@@ -75,7 +75,9 @@ def test_two_bridge_processes_release_in_order_and_carry_a_two_way_map_once(
     start = datetime.now(UTC) - timedelta(minutes=1)
     changes = [category_change(i, start + timedelta(milliseconds=i)) for i in range(CHANGES)]
     for change in random.Random(7).sample(changes, len(changes)):
-        broker.publish_plain(change.model_dump_json(), CATEGORIES.outbound.name, CATEGORIES.outbound.actor_name)
+        body = change.model_dump_json()
+        signature = signature_options(deployment.keys_dir, "finance", body)
+        broker.publish_plain(body, CATEGORIES.outbound.name, CATEGORIES.outbound.actor_name, signature)
     deployment.wait_for("300 changes held", lambda: count(deployment, "bridge", bridge.held_messages) == CHANGES)
     assert count(deployment, "dataverse", dataverse.expense_categories) == 0
 

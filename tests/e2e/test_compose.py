@@ -19,7 +19,7 @@ from contracts.catalog import default_registry, publish_queue
 from contracts.envelope import Side, new_envelope
 from shared.settings import Settings
 from tests.e2e import compose_file
-from tests.e2e.brokers import Broker
+from tests.e2e.brokers import Broker, signature_options
 from tests.e2e.compose_file import REPO, WORKER_SIDES
 from tests.e2e.deployment import LocalDeployment
 from workers.bridge import tables as bridge_tables
@@ -221,7 +221,8 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
         payload={"rows": [{"category": "AIRFARE", "name": "Airfare"}]},
         correlation_id=f"e2e:plain-{broker.name}-publisher",
     )
-    broker.publish_plain(envelope.model_dump_json(), queue.name, queue.actor_name)
+    body = envelope.model_dump_json()
+    broker.publish_plain(body, queue.name, queue.actor_name, signature_options(deployment.keys_dir, "project-operations", body))
     deployment.wait_for(
         "finance holds AIRFARE's four shared categories",
         lambda: len(deployment.rows("finance", select(shared.c.category).where(shared.c.category == "AIRFARE"))) == 4,

@@ -17,10 +17,12 @@ from typing import Any
 
 from sqlalchemy import Table, func, select
 
+from contracts.senders import OPERATOR, authorization
 from contracts.envelope import Envelope, Side
 from contracts.queues import Queue
 from shared.consumer import Consumer
 from shared.publisher import Publisher
+from shared.signatures import Signer, key_ring
 from shared.side_database import SideDatabase
 from workers.dataverse import tables as dataverse_tables
 from workers.finance import tables as finance_tables
@@ -70,17 +72,23 @@ class System:
             self.runtime.registry,
             contract,
             {"rows": rows},
+            ring=key_ring(self.runtime.settings),
             correlation_id=correlation_id or f"test:{contract}:{uuid.uuid4()}",
             legal_entity=legal_entity,
             version=version,
             message_id=message_id,
         )
 
-    def put_raw(self, queue: Queue, body: str, message_id: str | None = None) -> str:
-        """Put a body on a queue with no validation at all, as a broken publisher would."""
+    def put_raw(self, queue: Queue, body: str, message_id: str | None = None, *, sender: str | None = None) -> str:
+        """Put a body on a queue with no validation at all, as a broken publisher would: signed by
+        ``sender`` (default: one the queue hears), so what the queue makes of it is the body's fault."""
         message_id = message_id or str(uuid.uuid4())
-        Publisher(self.runtime.broker).send_raw(queue.name, queue.actor_name, message_id, body)
+        self.publisher(sender or rightful_sender(queue)).send_raw(queue.name, queue.actor_name, message_id, body)
         return message_id
+
+    def publisher(self, sender: str) -> Publisher:
+        """Sends signed as ``sender`` (a side, an upstream system, or the operator)."""
+        return Publisher(self.runtime.broker, Signer(key_ring(self.runtime.settings), sender))
 
     def settle(self) -> None:
         """Wait (with a deadline) until every queue is empty and every outbox is sent."""
@@ -212,3 +220,11 @@ def given_project(system: System, legal_entity: str, project_id: str) -> None:
         legal_entity=legal_entity,
     )
     _settled_cleanly(system, f"project {project_id}")
+
+
+def rightful_sender(queue: Queue) -> str:
+    """A sender the queue hears for every contract it takes: its side or the bridge for a table
+    map's leg, the first upstream system or side declared for a command queue."""
+    table = authorization()
+    heard = sorted(table.senders(queue.name) - {OPERATOR})
+    return heard[0]

@@ -28,6 +28,7 @@ from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import DATAVERSE_SYSTEM_JOBS, table_map
 from shared.publisher import Publisher
 from shared.settings import Settings
+from shared.signatures import Signer, key_ring
 from shared.side_database import SideDatabase
 from shared.unit_of_work import utcnow
 from shared.waiting import wait_until
@@ -63,7 +64,7 @@ class Dataverse:
 
     def command(self, contract: str, rows: list[dict[str, Any]], legal_entity: str) -> Envelope:
         envelope = publish(
-            self.runtime.broker, self.registry, contract, {"rows": rows},
+            self.runtime.broker, self.registry, contract, {"rows": rows}, ring=key_ring(self.runtime.settings),
             correlation_id=f"test:{contract}:{uuid.uuid4()}", legal_entity=legal_entity,
         )
         self.wait_applied(envelope)
@@ -80,7 +81,7 @@ class Dataverse:
             correlation_id=correlation_id, legal_entity=legal_entity, message_id=message_id,
         )
         self.registry.decode_envelope(envelope)  # the test's own data must be valid
-        Publisher(self.runtime.broker).send(table_map(map_name).inbound, envelope)
+        Publisher(self.runtime.broker, Signer(key_ring(self.runtime.settings), "bridge")).send(table_map(map_name).inbound, envelope)
         return envelope
 
     # -- waiting on conditions -------------------------------------------------------------------
@@ -295,7 +296,8 @@ def test_projects_reach_finance_with_their_status_through_msdyn_projects(dataver
     # And another company cannot close a USPM project: refused with its reason, nothing changed
     publish(
         dataverse.runtime.broker, dataverse.registry, "set_project_status",
-        {"rows": [{"project_id": "PRJ-US-1", "status": "closed"}]}, correlation_id="close:wrong-company", legal_entity="DEMF",
+        {"rows": [{"project_id": "PRJ-US-1", "status": "closed"}]}, ring=key_ring(dataverse.runtime.settings),
+        correlation_id="close:wrong-company", legal_entity="DEMF",
     )
     wait_until(dataverse.dead_letters, timeout=WAIT, what="refusal recorded")
     assert dataverse.dead_letters() == [
@@ -412,8 +414,11 @@ def test_a_redelivered_msdyn_expenses_creates_nothing_twice(dataverse: Dataverse
 
     # And a run_system_jobs naming jobs that already ran does nothing
     jobs = [{"job_id": job.job_id} for job in dataverse.jobs()]
-    rerun = publish(dataverse.runtime.broker, dataverse.registry, "run_system_jobs", {"rows": jobs},
-                    correlation_id=first.correlation_id, legal_entity="USPM")
+    rerun = new_envelope(
+        contract="run_system_jobs", version=1, source=Side.DATAVERSE, payload={"rows": jobs},
+        correlation_id=first.correlation_id, legal_entity="USPM",
+    )
+    Publisher(dataverse.runtime.broker, Signer(key_ring(dataverse.runtime.settings), "dataverse")).send(DATAVERSE_SYSTEM_JOBS, rerun)
     dataverse.wait_applied(rerun)
     assert [(j.status, j.attempts) for j in dataverse.jobs()] == [("succeeded", 1), ("succeeded", 1)]
     assert dataverse.count(tables.actuals) == 3 and dataverse.dead_letters() == []

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from contracts.envelope import Side
 from contracts.queues import BRIDGE_INITIAL_SYNC, DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
 from contracts.registry import Decoded
+from shared.signatures import key_ring
 from shared.errors import BusinessRuleViolation
 from shared.waiting import wait_until
 from tests.integration.operators import operator_environment
@@ -82,6 +83,7 @@ def start(system: System, map_name: str, master: Side, *, page_size: int, resume
         master_database=system.database(master),
         broker=runtime.broker,
         registry=runtime.registry,
+        ring=key_ring(runtime.settings),
         map_name=map_name,
         master=master,
         page_size=page_size,

@@ -34,7 +34,7 @@ from workers.process import serve
 from workers.runtime import ALL_SIDES, SPECS, Runtime
 
 #: Each side's newest revision: the bridge has the table maps' tables besides the operators' ones.
-HEADS = {"finance": "0004_reference_revision", "dataverse": "0003_row_versions", "bridge": "0007_two_way_versions_only"}
+HEADS = {"finance": "0005_inbox_digest", "dataverse": "0004_inbox_digest", "bridge": "0008_inbox_digest"}
 INITIAL = "0001_initial"
 
 

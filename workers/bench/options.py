@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from shared.redaction import redact_text, redact_url, url_secrets
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -53,13 +55,23 @@ class BenchOptions:
                 "of its own: the bench flushes it)"
             )
         if not self.redis_url.startswith(("redis://", "rediss://")):
-            raise BadOptions(f"--redis-url must be redis:// or rediss:// (the bench runs on Redis only), not {self.redis_url!r}")
+            raise BadOptions(
+                f"--redis-url must be redis:// or rediss:// (the bench runs on Redis only), not {redact_url(self.redis_url)!r}"
+            )
+        try:
+            import redis.connection
+
+            redis.connection.parse_url(self.redis_url)
+        except ValueError as error:
+            raise BadOptions(f"--redis-url is not a Redis URL: {redact_text(error, url_secrets(self.redis_url))}") from None
         try:
             backend = make_url(self.postgres_url).get_backend_name()
         except Exception as error:  # noqa: BLE001 - any parse error is the user's URL
-            raise BadOptions(f"--postgres-url is not a database URL: {error}") from None
+            raise BadOptions(f"--postgres-url is not a database URL: {redact_text(error, url_secrets(self.postgres_url))}") from None
         if backend != "postgresql":
-            raise BadOptions(f"--postgres-url must be a postgresql:// URL (an admin connection), not {self.postgres_url!r}")
+            raise BadOptions(
+                f"--postgres-url must be a postgresql:// URL (an admin connection), not {redact_url(self.postgres_url)!r}"
+            )
         ranges = {
             "--reports": (self.reports, 1, 100_000),
             "--lines": (self.lines, 1, 1000),
@@ -76,8 +88,8 @@ class BenchOptions:
                 raise BadOptions(f"{name} must be between {low:,} and {high:,}, not {value:,}")
         if not 0 < self.import_interval <= 60:
             raise BadOptions(f"--import-interval must be above 0 and at most 60 seconds, not {self.import_interval}")
-        if self.timeout <= 0:
-            raise BadOptions("--timeout must be positive")
+        if not 0 < self.timeout < float("inf"):  # nan too: a deadline of nan never passes
+            raise BadOptions("--timeout must be a positive number of seconds")
         return self
 
     @property
@@ -92,4 +104,5 @@ class BenchOptions:
     def as_json(self) -> dict[str, Any]:
         shown = asdict(self)
         shown["postgres_url"] = make_url(self.postgres_url).render_as_string(hide_password=True)
+        shown["redis_url"] = redact_url(self.redis_url)
         return shown

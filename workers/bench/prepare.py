@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
+from shared.keys import KeyRing
 from shared.side_database import SideDatabase
 from workers.bench import load
 from workers.bench.load import BenchProject, BenchReport, Company
@@ -37,6 +38,7 @@ class Pipeline:
         services: BenchServices,
         broker: dramatiq.Broker,
         registry: ContractRegistry,
+        ring: KeyRing,
         *,
         timeout: float,
         progress: Callable[[str], None],
@@ -44,6 +46,7 @@ class Pipeline:
         self.services = services
         self.broker = broker
         self.registry = registry
+        self.ring = ring
         self.timeout = timeout
         self.progress = progress
         self._last_dead_letter_check = 0.0
@@ -56,7 +59,9 @@ class Pipeline:
             return connection.scalar(query)
 
     def publish(self, contract: str, payload: dict[str, Any], correlation_id: str, legal_entity: str | None = None) -> None:
-        publish(self.broker, self.registry, contract, payload, correlation_id=correlation_id, legal_entity=legal_entity)
+        publish(
+            self.broker, self.registry, contract, payload, ring=self.ring, correlation_id=correlation_id, legal_entity=legal_entity
+        )
 
     def check(self, *, dead_letters_every: float = 1.0) -> None:
         """Raise BenchFailed when a worker process died or a message was dead-lettered."""

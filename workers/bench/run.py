@@ -14,7 +14,9 @@ from pathlib import Path
 from contracts.catalog import default_registry
 from contracts.envelope import Side
 from shared.broker import make_broker
+from shared.redaction import redact_url
 from shared.settings import Settings
+from shared.signatures import key_ring
 from workers.bench import load
 from workers.bench.measure import ProcessMemory, process_memory
 from workers.bench.noop import READY, measure_noop
@@ -70,7 +72,7 @@ def _run(options: BenchOptions, command: str, services: BenchServices, progress:
     services.check_reachable()
     services.flush_redis()
     services.recreate_databases({side: SPECS[Side(side)] for side in SIDES})
-    progress(f"fresh databases {', '.join(f'dualwrite_bench_{s}' for s in SIDES)}; Redis {options.redis_url} flushed")
+    progress(f"fresh databases {', '.join(f'dualwrite_bench_{s}' for s in SIDES)}; Redis {redact_url(options.redis_url)} flushed")
 
     # The baseline first, while nothing else runs on the machine.
     noop = services.start("noop", [sys.executable, "-m", "workers.bench.noop", "--redis-url", options.redis_url, "--threads", "8"])
@@ -85,10 +87,10 @@ def _run(options: BenchOptions, command: str, services: BenchServices, progress:
         progress(f"started {side} worker: pid {process.pid}, {options.processes} process(es) x {options.threads} threads")
     progress(f"workers: Import from staging every {options.import_interval:g} s (DUALWRITE_IMPORT_INTERVAL_SECONDS, default 2 s)")
 
-    settings = Settings(broker_url=options.redis_url)
+    settings = Settings(broker_url=options.redis_url, keys_dir=services.keys_dir)
     broker = make_broker(settings)
     try:
-        pipeline = Pipeline(services, broker, default_registry(), timeout=options.timeout, progress=progress)
+        pipeline = Pipeline(services, broker, default_registry(), key_ring(settings), timeout=options.timeout, progress=progress)
         companies = load.companies(options.legal_entities)
         projects = {c.legal_entity: load.projects(c, options.projects) for c in companies}
         load_setup(pipeline, companies, projects)

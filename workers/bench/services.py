@@ -20,6 +20,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shared.redaction import redact_url
 from shared.side import SideSpec
 from shared.side_database import SideDatabase
 from workers.bench.options import DATABASE_NAMES, BenchOptions
@@ -125,7 +126,7 @@ class BenchServices:
             client.ping()
             client.close()
         except redis.exceptions.RedisError as error:
-            raise ServicesUnavailable(f"Redis at {self.options.redis_url} cannot be reached: {error}") from None
+            raise ServicesUnavailable(f"Redis at {redact_url(self.options.redis_url)} cannot be reached: {error}") from None
         engine = self._admin_engine()
         try:
             with engine.connect() as connection:
@@ -188,12 +189,18 @@ class BenchServices:
                 "DUALWRITE_DATAVERSE_DB_URL": options.database_url("dataverse"),
                 "DUALWRITE_BRIDGE_DB_URL": options.database_url("bridge"),
                 "DUALWRITE_IMPORT_INTERVAL_SECONDS": str(options.import_interval),
+                # The run's own development key ring, shared by the workers and the bench's publisher.
+                "DUALWRITE_KEYS_DIR": str(self.keys_dir),
                 "DUALWRITE_LOG_LEVEL": options.worker_log_level,
                 "DUALWRITE_LOG_FORMAT": "json",
                 "PYTHONUNBUFFERED": "1",
             }
         )
         return env
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.workdir / "keys"
 
     def start(self, role: str, command: list[str], env: dict[str, str] | None = None) -> WorkerProcess:
         process = WorkerProcess(role, command, env or self.worker_env(), self.workdir / f"{role}.log")
@@ -232,7 +239,7 @@ class BenchServices:
             try:
                 self.flush_redis()
             except Exception as error:  # noqa: BLE001
-                problems.append(f"flushing {self.options.redis_url}: {error}")
+                problems.append(f"flushing {redact_url(self.options.redis_url)}: {error}")
         if self.options.keep:
             for database in self.databases.values():
                 database.dispose()

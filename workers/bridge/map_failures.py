@@ -13,6 +13,7 @@ from dramatiq.middleware import Middleware
 from contracts.map_failures import MapFailuresV1
 from contracts.maps import map_declaration
 from contracts.registry import Decoded
+from shared.errors import Refused
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 from shared.side import SideRuntime
@@ -33,8 +34,8 @@ class MapFailureWatch(Middleware):
         self.maps_by_queue = maps_by_queue  # a map's outbound queue -> the map
 
     def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result=None, exception=None) -> None:  # noqa: ANN001
-        if exception is None or not message.failed:
-            return
+        if exception is None or not message.failed or isinstance(exception, Refused):
+            return  # a refused stranger is not the map's failure: it must not be able to pause the map
         map_name = self.maps_by_queue.get(message.queue_name)
         if map_name is None:
             return
@@ -63,7 +64,7 @@ def _correlation_id(message: dramatiq.MessageProxy) -> str | None:
         return None
     try:
         envelope = json.loads(message.args[0])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = envelope.get("correlation_id") if isinstance(envelope, dict) else None
     return value if isinstance(value, str) else None

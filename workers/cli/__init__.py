@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from shared.settings import Settings
+from shared.errors import ConfigurationError
+from shared.redaction import redact_text
 from workers.cli import (
     audit_command,
     bench_command,
@@ -20,6 +20,7 @@ from workers.cli import (
     finance_command,
     health_command,
     jobs_command,
+    keys_command,
     maps_command,
     publish_command,
     queues_command,
@@ -28,7 +29,9 @@ from workers.cli import (
     trace_command,
     worker_command,
 )
+from workers.cli.configuration import BadConfiguration, load_settings
 from workers.cli.exit_codes import ExitCode
+from workers.cli.output import fail
 
 COMMANDS = (
     publish_command,
@@ -46,6 +49,7 @@ COMMANDS = (
     audit_command,
     trace_command,
     contracts_command,
+    keys_command,
     bench_command,
 )
 
@@ -66,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
-    except ValidationError as error:
-        print(f"dualwrite: bad configuration: {error}", file=sys.stderr)
+        settings = load_settings()  # the values are never printed: a URL holds its password
+    except BadConfiguration as error:
+        fail(f"bad configuration: {error}")
         return ExitCode.CONFIGURATION
     try:
         return int(args.run(args, settings))
@@ -76,6 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `dualwrite ... --json | head`: the reader left; say nothing more and exit quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+    except ConfigurationError as error:  # e.g. no signing key for what the command must sign
+        fail(redact_text(str(error)))
+        return ExitCode.CONFIGURATION
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return INTERRUPTED
+    except Exception as error:  # a bug: one line (secrets hidden), the traceback only when asked for
+        if settings.log_level.upper() == "DEBUG":
+            sys.stderr.write(redact_text("".join(traceback.format_exception(error))))
+        fail(
+            f"unexpected error: {type(error).__name__}: {error}; this is a bug"
+            + ("" if settings.log_level.upper() == "DEBUG" else " (DUALWRITE_LOG_LEVEL=DEBUG shows its traceback)")
+        )
+        return ExitCode.FAILED
+
+
+#: Ctrl-C: the status a shell gives a command ended by SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import signal
 import sys
 from types import FrameType
 
+from shared.redaction import remember_secrets
 from shared.settings import Settings
+from workers.cli.arguments import log_level
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail, print_json
 
@@ -81,7 +83,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help=f"seconds between Import from staging runs (default {defaults.import_interval:g})",
     )
     workers.add_argument(
-        "--worker-log-level", default=defaults.worker_log_level,
+        "--worker-log-level", type=log_level, default=defaults.worker_log_level,
         help=f"log level of the worker processes, logged to files (default {defaults.worker_log_level})",
     )
     servers = parser.add_argument_group("servers")
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         keep=args.keep,
         worker_log_level=args.worker_log_level,
     )
+    remember_secrets(args.redis_url, args.postgres_url)  # hidden from every line the run prints
     try:
         options.check()
     except BadOptions as error:

@@ -9,7 +9,7 @@ from contracts.catalog import default_registry, publish_queue
 from contracts.schemas import SCHEMA_DIR, export_schemas
 from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
-from workers.cli.output import print_json, print_table
+from workers.cli.output import fail, print_json, print_table
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -47,7 +47,12 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    changed = export_schemas(default_registry(), args.dir)
+    try:
+        changed = export_schemas(default_registry(), args.dir)
+    except OSError as error:  # not a folder, not ours to write
+        why = "not a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) else error.strerror or error
+        fail(f"cannot write the schemas to --dir {args.dir}: {why}")
+        return ExitCode.USAGE
     for path in changed:
         print(f"wrote {path}")
     print(f"{len(changed)} schema file(s) written, the others unchanged")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from shared.redaction import redact_text
 from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail, print_json, print_table
@@ -51,7 +52,7 @@ def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
             before, after = migrations.upgrade(database)
         except DBAPIError as error:
             fail(f"{database.side} database unavailable: {error.orig}")
-            results.append({"side": database.side, "ok": False, "error": str(error.orig)})
+            results.append({"side": database.side, "ok": False, "error": redact_text(error.orig)})
             code = ExitCode.UNAVAILABLE
             continue
         finally:
@@ -74,7 +75,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         try:
             found.append(migrations.revisions(database).as_dict())
         except DBAPIError as error:
-            found.append({"side": database.side, "current": None, "head": migrations.head(database.side), "at_head": False, "error": str(error.orig)})
+            found.append({"side": database.side, "current": None, "head": migrations.head(database.side), "at_head": False, "error": redact_text(error.orig)})
             code = ExitCode.UNAVAILABLE
         finally:
             database.dispose()

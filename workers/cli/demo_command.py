@@ -9,8 +9,9 @@ from pathlib import Path
 
 from shared.logging import configure_logging
 from shared.settings import EMBEDDED, Settings
+from workers.cli.arguments import log_level
 from workers.cli.exit_codes import ExitCode
-from workers.cli.output import print_json
+from workers.cli.output import fail, print_json
 from workers.cli.reconcile_command import print_report
 
 
@@ -20,7 +21,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the steps as JSON")
     parser.add_argument("--data-dir", type=Path, help="keep the SQLite files here (default: a temporary folder)")
-    parser.add_argument("--log-level", default="ERROR", help="worker log level shown on stderr (default ERROR)")
+    parser.add_argument("--log-level", type=log_level, default="ERROR", help="worker log level shown on stderr (default ERROR)")
     parser.set_defaults(run=run)
 
 
@@ -28,6 +29,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from workers.demo import Demo, StepResult
     from workers.runtime import Runtime
 
+    if args.data_dir is not None:
+        try:
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a file of that name, a folder not ours to write
+            why = "not a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) else error.strerror or error
+            fail(f"--data-dir {args.data_dir}: {why}")
+            return ExitCode.USAGE
     configure_logging(args.log_level, "console")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="dualwrite-demo-"))
     demo_settings = Settings(

@@ -19,10 +19,12 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from contracts.senders import OPERATOR
 from contracts.catalog import default_registry
 from shared.errors import PermanentError
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.signatures import Signer, key_ring
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail, print_json, print_table
 from workers.cli.progress import CounterLine
@@ -245,7 +247,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         letters, target = _selection(args, queue)
         progress = CounterLine("replayed")
         try:
-            report = _repair(ledgers, broker, args).replay(letters, target, progress)
+            report = _repair(ledgers, broker, args, settings).replay(letters, target, progress)
         finally:
             progress.finish()
         return _report(report, args.json, "replayed to their queues")
@@ -262,7 +264,7 @@ def run_edit(args: argparse.Namespace, settings: Settings) -> int:
         letter = _one(DeadLetterQueue(ledgers, broker), args.message_id, dead_only=True)
         correction = Correction(document, source=args.file, version=args.version, legal_entity=args.legal_entity)
         try:
-            report = _repair(ledgers, broker, args).edit(letter, correction, f"message {letter.message_id}")
+            report = _repair(ledgers, broker, args, settings).edit(letter, correction, f"message {letter.message_id}")
         except PermanentError as error:
             raise Stop(ExitCode.INVALID_INPUT, f"the correction does not validate, nothing was sent: {type(error).__name__}: {error}") from None
         return _report(report, args.json, "replayed as edited")
@@ -277,7 +279,7 @@ def run_purge(args: argparse.Namespace, settings: Settings) -> int:
             confirm(f"Purge {len(letters)} dead letter(s) ({target}) from the broker for good? [y/N] ")
         progress = CounterLine("purged")
         try:
-            report = _repair(ledgers, broker, args).purge(letters, target, progress)
+            report = _repair(ledgers, broker, args, settings).purge(letters, target, progress)
         finally:
             progress.finish()
         return _report(report, args.json, "purged")
@@ -320,9 +322,10 @@ def confirm(question: str) -> None:
         raise Stop(ExitCode.FAILED, "nothing purged")
 
 
-def _repair(ledgers: DeadLetterLedgers, broker: BrokerQueues, args: argparse.Namespace) -> DeadLetterRepair:
+def _repair(ledgers: DeadLetterLedgers, broker: BrokerQueues, args: argparse.Namespace, settings: Settings) -> DeadLetterRepair:
     audit = AuditLog(ledgers.databases["bridge"])
-    return DeadLetterRepair(ledgers, broker, default_registry(), audit, operator_name(args.operator))
+    signer = Signer(key_ring(settings), OPERATOR)  # ConfigurationError without an operator key: exit 3
+    return DeadLetterRepair(ledgers, broker, default_registry(), audit, operator_name(args.operator), signer=signer)
 
 
 def _report(report: RepairReport, as_json: bool, done: str) -> int:

@@ -23,6 +23,8 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 
+from shared.connectivity import describe
+from shared.redaction import redact_text, redact_url
 from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import print_json
@@ -69,6 +71,12 @@ def check_health(settings: Settings, sides: list[str]) -> list[Check]:
     return checks
 
 
+def _error(error: BaseException) -> str:
+    """``ConnectionError: Error 111 connecting to ...``: a check's detail on one line, the driver's error
+    rather than SQLAlchemy's wrapper, URL passwords and the configured secrets as ``***``."""
+    return redact_text(describe(error))
+
+
 def _is_amqp(url: str) -> bool:
     return url.startswith(("amqp://", "amqps://"))
 
@@ -93,7 +101,7 @@ def _broker(settings: Settings) -> Check:
             client.close()
         return Check("broker", True, "Redis answers PING")
     except Exception as error:  # any failure to reach the broker is the answer
-        return Check("broker", False, f"unreachable: {type(error).__name__}: {error}")
+        return Check("broker", False, f"unreachable at {redact_url(url)}: {_error(error)}")
 
 
 def _database(settings: Settings, side: str) -> Check:
@@ -108,13 +116,13 @@ def _database(settings: Settings, side: str) -> Check:
     try:
         database = open_database(SPECS[Side(side)], settings)
     except Exception as error:  # a URL SQLAlchemy cannot even parse
-        return Check(name, False, f"bad URL: {type(error).__name__}: {error}")
+        return Check(name, False, f"bad URL: {_error(error)}")
     try:
         found = migrations.revisions(database)
     except DBAPIError as error:
-        return Check(name, False, f"unavailable: {error.orig}")
+        return Check(name, False, f"unavailable: {_error(error)}")
     except Exception as error:  # a driver refusing the URL, a missing file's folder...
-        return Check(name, False, f"unavailable: {type(error).__name__}: {error}")
+        return Check(name, False, f"unavailable: {_error(error)}")
     finally:
         database.dispose()
     if not found.at_head:
@@ -139,7 +147,7 @@ def _heartbeats(settings: Settings, *, broker_ok: bool) -> Check:
         fresh = client.zcount(HEARTBEATS_KEY, now_ms - settings.heartbeat_timeout_ms, "+inf")
         stale = client.zcount(HEARTBEATS_KEY, "-inf", f"({now_ms - settings.heartbeat_timeout_ms}")
     except Exception as error:
-        return Check("heartbeats", False, f"cannot read {HEARTBEATS_KEY}: {type(error).__name__}: {error}")
+        return Check("heartbeats", False, f"cannot read {HEARTBEATS_KEY}: {_error(error)}")
     finally:
         client.close()
     within = f"within {settings.heartbeat_timeout_ms / 1000:g} s"

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.envelope import Side
+from shared.signatures import key_ring
 from shared.broker import BROKER_UNAVAILABLE, make_broker
+from shared.redaction import redact_text, redact_url
 from shared.settings import Settings
 from shared.side import open_database
 from workers.bridge.initial_sync import RunProgress
 from workers.cli.dlq_command import Stop, exit_status
+from workers.cli.arguments import seconds
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import print_json
 from workers.cli.progress import CounterLine
@@ -38,7 +41,7 @@ def add_action(actions: argparse._SubParsersAction, bridge: Callable[[Settings],
     parser.add_argument("--resume", action="store_true", help="continue the map's unfinished run from its checkpoint")
     parser.add_argument("--status", action="store_true", help="show the map's latest run; start nothing")
     parser.add_argument("--no-wait", action="store_true", help="return once the first page command is sent")
-    parser.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="how long to follow the run (default %(default)s)")
+    parser.add_argument("--timeout", type=seconds, default=3600, metavar="SECONDS", help="how long to follow the run (default %(default)s)")
     parser.add_argument("--as", dest="operator", metavar="NAME", help="who starts it (default: the OS user)")
     parser.add_argument("--json", action="store_true", help="print the run as JSON")
     parser.set_defaults(run=exit_status(lambda args, settings: run(args, settings, bridge)))
@@ -86,6 +89,7 @@ def start(args: argparse.Namespace, settings: Settings, bridge: Any, master: Sid
             master_database=master_database,
             broker=broker,
             registry=default_registry(),
+            ring=key_ring(settings),
             map_name=args.name,
             master=master,
             page_size=args.page_size,
@@ -97,7 +101,8 @@ def start(args: argparse.Namespace, settings: Settings, bridge: Any, master: Sid
     except BROKER_UNAVAILABLE as error:
         raise Stop(
             ExitCode.UNAVAILABLE,
-            f"broker unavailable at {settings.broker_url}: {error}; the run is recorded, `--resume` sends its page command",
+            f"broker unavailable at {redact_url(settings.broker_url)}: {redact_text(error)}; the run is recorded, "
+            "`--resume` sends its page command",
         ) from None
     finally:
         broker.close()

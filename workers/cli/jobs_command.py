@@ -16,8 +16,10 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from shared.signatures import key_ring
 from shared.broker import BROKER_UNAVAILABLE, make_broker
 from shared.logging import configure_logging
+from shared.redaction import redact_text, redact_url
 from shared.settings import Settings
 from shared.side_database import SideDatabase
 from workers.cli.exit_codes import ExitCode
@@ -102,13 +104,13 @@ def run_retry(args: argparse.Namespace, settings: Settings) -> int:
         return ExitCode.UNAVAILABLE
     broker = make_broker(settings)
     try:
-        result = retry_jobs(database, broker, job_ids)
+        result = retry_jobs(database, broker, job_ids, ring=key_ring(settings))
     except DBAPIError as error:
         fail(f"Dataverse database unavailable: {error.orig}; nothing was reset")
         return ExitCode.UNAVAILABLE
     except BROKER_UNAVAILABLE as error:
         fail(
-            f"broker unavailable at {settings.broker_url}: {error}; the jobs are reset and their "
+            f"broker unavailable at {redact_url(settings.broker_url)}: {redact_text(error)}; the jobs are reset and their "
             "run_system_jobs message waits in the Dataverse outbox for a Dataverse worker to send it"
         )
         return ExitCode.UNAVAILABLE

@@ -22,6 +22,7 @@ from workers.bridge.activity import activity_log
 from workers.bridge.map_states import MapState, MapStateError, read_states
 from workers.cli.dlq_command import Stop, exit_status
 from workers.cli import initial_sync_command
+from workers.cli.arguments import seconds
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import print_json, print_table
 from workers.cli.progress import CounterLine
@@ -61,7 +62,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         command.add_argument("--reason", help="why, shown in `maps list` and the activity log")
         if action == "resume":
             command.add_argument("--wait", action="store_true", help="wait until the bridge has released every held message, with progress")
-            command.add_argument("--timeout", type=float, default=DEFAULT_WAIT, metavar="SECONDS", help=f"how long --wait waits (default {DEFAULT_WAIT:g})")
+            command.add_argument("--timeout", type=seconds, default=DEFAULT_WAIT, metavar="SECONDS", help=f"how long --wait waits (default {DEFAULT_WAIT:g})")
         _add_operator(command)
         command.set_defaults(run=run_change, target_state=state, action=action)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from shared.redaction import redact_text
 
 
 def print_json(document: Any) -> None:
@@ -23,4 +26,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def fail(message: str) -> None:
-    print(f"dualwrite: {message}", file=sys.stderr)
+    """One line on stderr (a driver's multi-line error joined), URL passwords and the configured secrets as ``***``."""
+    print(f"dualwrite: {_LINE_BREAK.sub(' ', redact_text(message).strip())}", file=sys.stderr)
+
+
+_LINE_BREAK = re.compile(r"\s*\n\s*")

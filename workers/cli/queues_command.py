@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from shared.redaction import redact_text, redact_url
 from shared.settings import Settings
+from workers.cli.arguments import MAX_SECONDS
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail, print_json, print_table
 from workers.operations.broker_queues import BROKER_ERRORS, BrokerQueues, EmbeddedBrokerOutOfReach, open_broker_queues
@@ -35,8 +37,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.watch is not None and args.watch <= 0:
-        fail("--watch takes a number of seconds greater than 0")
+    if args.watch is not None and not 0 < args.watch <= MAX_SECONDS:  # nan and inf too
+        fail(f"--watch takes a number of seconds greater than 0 (at most {MAX_SECONDS:g})")
         return ExitCode.USAGE
     try:
         broker = open_broker_queues(settings)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         watch(lambda: _show(broker, as_json=args.json, one_line=True), args.watch, clear=not args.json and sys.stdout.isatty())
         return ExitCode.OK
     except BROKER_ERRORS as error:
-        fail(f"broker unavailable at {settings.broker_url}: {type(error).__name__}: {error}")
+        fail(f"broker unavailable at {redact_url(settings.broker_url)}: {type(error).__name__}: {redact_text(error)}")
         return ExitCode.UNAVAILABLE
     finally:
         broker.close()

@@ -32,7 +32,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         document = read_setup_document(args.file)
     except OSError as error:
-        fail(f"cannot read {args.file}: {error.strerror}")
+        fail(f"cannot read {args.file}: {error.strerror or error}")
+        return ExitCode.INVALID_INPUT
+    except UnicodeDecodeError as error:
+        fail(f"cannot read {args.file}: not UTF-8 text ({error.reason} at byte {error.start}); nothing was loaded")
         return ExitCode.INVALID_INPUT
     except InvalidContract as error:
         fail(f"{error}; nothing was loaded")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from pydantic import ValidationError
+
 from contracts.envelope import Side
 from shared.settings import Settings
+from workers.cli.configuration import describe_validation_error
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail
 
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         overrides["worker_processes"] = args.processes
     try:
         settings = Settings.model_validate({**settings.model_dump(), **overrides})
-    except ValueError as error:
-        fail(f"bad option: {error}")
+    except ValidationError as error:
+        names = {"worker_threads": "--threads", "worker_processes": "--processes"}
+        fail(f"bad option: {describe_validation_error(error, names)}")
         return ExitCode.USAGE
     return supervise(settings, [Side(args.side)], settings.worker_processes)

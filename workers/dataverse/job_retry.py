@@ -18,7 +18,9 @@ from contracts.envelope import Envelope, Side
 from contracts.queues import DATAVERSE_SYSTEM_JOBS
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
+from shared.keys import KeyRing
 from shared.publisher import Publisher
+from shared.signatures import Signer
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import job_repository
@@ -40,11 +42,15 @@ class RetryResult:
     messages: list[str] = field(default_factory=list)
 
 
-def retry_jobs(database: SideDatabase, broker: dramatiq.Broker, job_ids: Sequence[str] | None = None) -> RetryResult:
+def retry_jobs(
+    database: SideDatabase, broker: dramatiq.Broker, job_ids: Sequence[str] | None = None, *, ring: KeyRing | None = None
+) -> RetryResult:
     """Reset the named failed jobs (every failed job when ``job_ids`` is None) and send them to run.
 
     Attempts are kept and the error cleared. One run_system_jobs message goes out per legal entity
-    and business document (its correlation id), so the retry joins the document's trace.
+    and business document (its correlation id), so the retry joins the document's trace. The
+    messages are Dataverse's: sent from here when ``ring`` holds Dataverse's signing key, otherwise
+    by the Dataverse worker's outbox sweeper, seconds later.
     """
     with UnitOfWork(database, Side.DATAVERSE, cause=None) as uow:
         named = job_repository.jobs_by_id(uow.connection, job_ids) if job_ids is not None else {}
@@ -56,7 +62,10 @@ def retry_jobs(database: SideDatabase, broker: dramatiq.Broker, job_ids: Sequenc
         not_failed = {job_id: job.status for job_id, job in named.items() if job_id not in reset}
         messages = [str(_send_to_run(uow, batch).message_id) for batch in _batches(retried)]
         uow.commit()
-    OutboxRelay(database, Publisher(broker).send_raw).relay()
+    if ring is not None and ring.can_sign_as(Side.DATAVERSE.value):
+        OutboxRelay(database, Publisher(broker, Signer(ring, Side.DATAVERSE.value)).send_raw).relay()
+    elif messages:
+        log.info("run_system_jobs left to the Dataverse worker's outbox sweeper (no Dataverse signing key here)")
     log.info("system jobs retried", jobs=len(retried), messages=len(messages))
     return RetryResult(retried=retried, not_failed=not_failed, messages=messages)
 

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from contracts.envelope import Side
 from contracts.fields import TransactionType
+from shared.signatures import key_ring
 from workers.dataverse import tables as dataverse
 from workers.dataverse.job_retry import retry_jobs
 from workers.demo.scenario import Scenario
@@ -237,7 +238,7 @@ class ExpenseSteps(Scenario):
     def retry_after_reopening(self) -> None:
         self._send("set_project_status", {"rows": [{"project_id": "PRJ-DE-200", "status": "active"}]}, "projects:PRJ-DE-200", legal_entity="DEMF")
         self.runtime.wait_until_idle()
-        result = retry_jobs(self._database(Side.DATAVERSE), self.runtime.broker)
+        result = retry_jobs(self._database(Side.DATAVERSE), self.runtime.broker, ring=key_ring(self.runtime.settings))
         self.runtime.wait_until_idle()
         finance_side = self.runtime.side(Side.FINANCE)
         run = run_integration(finance_side.database, finance_side.relay, import_policy(self.runtime.settings))

@@ -16,6 +16,7 @@ from contracts.envelope import Side
 from shared.side_database import SideDatabase
 from workers.runtime import Runtime
 from workers.operations.hops import Hop, hops
+from shared.signatures import key_ring
 from workers.upstream import publish
 
 
@@ -57,7 +58,15 @@ class Scenario:
             return list(connection.execute(statement))
 
     def _send(self, contract: str, payload: dict[str, Any], correlation_id: str, **options: Any) -> uuid.UUID:
-        envelope = publish(self.runtime.broker, self.runtime.registry, contract, payload, correlation_id=correlation_id, **options)
+        envelope = publish(
+            self.runtime.broker,
+            self.runtime.registry,
+            contract,
+            payload,
+            ring=key_ring(self.runtime.settings),
+            correlation_id=correlation_id,
+            **options,
+        )
         return envelope.message_id
 
     def _dead_reason(self, side: Side, message_id: uuid.UUID) -> str | None:

@@ -103,8 +103,21 @@ def read_setup_document(path: Path) -> SetupDocument:
     try:
         raw: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise InvalidContract(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+        raise InvalidContract(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {_one_line(error)}") from None
+    if not isinstance(raw, dict):
+        names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number", "bool": "true or false"}
+        kind = "empty" if raw is None else names.get(type(raw).__name__, type(raw).__name__)
+        raise InvalidContract(f"{path}: the document must be a mapping with legal_entities (and exchange_rates), not {kind}")
     try:
         return SetupDocument.model_validate(raw)
     except ValidationError as error:
         raise InvalidContract(f"{path}: {describe_validation_error(error)}") from None
+
+
+def _one_line(error: Exception) -> str:
+    """``expected ... but found '<stream end>' (line 2, column 1)``: a parser's complaint on one line."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if isinstance(error, yaml.YAMLError) and problem:
+        return f"{problem}" + (f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else "")
+    return " ".join(str(error).split())

@@ -28,7 +28,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from shared.broker import BROKER_UNAVAILABLE, make_broker
 from shared.errors import ConfigurationError
-from shared.publisher import dramatiq_message
+from shared.publisher import Publisher
+from shared.signatures import Signer
 from shared.settings import Settings
 
 
@@ -132,14 +133,20 @@ class BrokerQueues(ABC):
             return list(held.letters)
 
     def enqueue(
-        self, queue_name: str, actor_name: str, message_id: str, body: str, *, options: dict[str, Any] | None = None
+        self,
+        queue_name: str,
+        actor_name: str,
+        message_id: str,
+        body: str,
+        *,
+        signer: Signer,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        """Send an envelope to a work queue as a fresh dramatiq message (no retries counted yet).
+        """Send an envelope to a work queue as a fresh dramatiq message (no retries counted yet), signed.
 
         ``options`` go in the dramatiq message's options (a replay is marked there, not in the envelope).
         """
-        message = dramatiq_message(queue_name, actor_name, message_id, body)
-        self.broker.enqueue(message.copy(options={**message.options, **options}) if options else message)
+        Publisher(self.broker, signer).send_raw(queue_name, actor_name, message_id, body, options=options)
 
     def close(self) -> None:
         """Let go of the connections opened here, and of the broker when it was opened for us."""

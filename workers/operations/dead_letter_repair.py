@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Envelope
 from contracts.registry import ContractRegistry, describe_validation_error, payload_of
+from shared.signatures import Signer
 from shared.errors import InvalidContract, PermanentError
 from shared.logging import get_logger
 from workers.operations.audit import AuditLog
@@ -77,12 +78,17 @@ class DeadLetterRepair:
         registry: ContractRegistry,
         audit: AuditLog,
         operator: str,
+        *,
+        signer: Signer,
     ) -> None:
         self.ledgers = ledgers
         self.broker = broker
         self.registry = registry
         self.audit = audit
         self.operator = operator
+        #: Replays and edits go out signed by the operators' key (heard on every queue): an edit
+        #: changes the bytes, and a replay sends the envelope upcast to the newest version.
+        self.signer = signer
 
     def replay(self, letters: list[DeadLetter], target: str, progress: Progress | None = None) -> RepairReport:
         """Send each letter back to its queue as the newest version of its contract."""
@@ -138,7 +144,9 @@ class DeadLetterRepair:
 
     def _send_back(self, queue_name: str, held: HeldDeadLetters, letter: DeadLetter, body: str, outcome: str) -> None:
         # Marked as a replay in the dramatiq message: a table map's target side reports it to the bridge once applied.
-        self.broker.enqueue(queue_name, letter.actor_name, letter.message_id, body, options={REPLAY_OPTION: outcome})
+        self.broker.enqueue(
+            queue_name, letter.actor_name, letter.message_id, body, signer=self.signer, options={REPLAY_OPTION: outcome}
+        )
         held.remove(_copies_of(held, letter))
         if letter.record is not None:
             self.ledgers.resolve(letter.record, outcome, self.operator, replayed_body=body)

@@ -16,11 +16,16 @@ from typing import Any
 
 import dramatiq
 
-from contracts.envelope import Side
+from contracts.catalog import publish_queue
+from contracts.envelope import Side, new_envelope
+from contracts.senders import OPERATOR
 from contracts.initial_sync import INITIAL_SYNC_DATAVERSE_PAGE, INITIAL_SYNC_FINANCE_PAGE
 from contracts.maps import MAPS, map_declaration
 from contracts.registry import Contract, ContractRegistry
 from shared.errors import DualWriteError
+from shared.keys import KeyRing
+from shared.publisher import Publisher
+from shared.signatures import Signer
 from shared.side_database import SideDatabase
 from shared.waiting import Timeout, wait_until
 from workers.bridge import initial_sync as runs
@@ -28,7 +33,6 @@ from workers.bridge.map_states import MapState, audit_entry, change_state
 from workers.dataverse import exports as dataverse_exports
 from workers.finance import exports as finance_exports
 from workers.initial_sync_export import MapExport, correlation_id, count_rows
-from workers.upstream import publish
 
 #: What each master side can export, and the command that asks it for a page.
 MASTERS: dict[Side, tuple[dict[str, MapExport], Contract]] = {
@@ -81,6 +85,7 @@ def start(
     master_database: SideDatabase,
     broker: dramatiq.Broker,
     registry: ContractRegistry,
+    ring: KeyRing,
     map_name: str,
     master: Side,
     page_size: int = DEFAULT_PAGE_SIZE,
@@ -125,14 +130,19 @@ def start(
                  "from": before.state.value, "to": MapState.INITIALIZING.value},
             )
     # A new id for every send: a resumed page must not be taken for the dead one by the master's inbox.
-    envelope = publish(
-        broker,
-        registry,
-        page_contract.name,
-        {"rows": [{"run_id": run_id, "table_map": map_name, "page": page, "after": after, "page_size": size}]},
+    # The page command is the bridge's: signed with its key where this process holds it, else with
+    # the operator's (heard everywhere), as an operator running this command on their own machine has.
+    envelope = new_envelope(
+        contract=page_contract.name,
+        version=page_contract.latest,
+        source=Side.BRIDGE,
+        payload={"rows": [{"run_id": run_id, "table_map": map_name, "page": page, "after": after, "page_size": size}]},
         correlation_id=correlation_id(run_id),
         message_id=uuid.uuid4(),
     )
+    registry.decode_envelope(envelope)
+    sender = Side.BRIDGE.value if ring.can_sign_as(Side.BRIDGE.value) else OPERATOR
+    Publisher(broker, Signer(ring, sender)).send(publish_queue(page_contract), envelope)
     with bridge.engine.connect() as connection:
         progress = runs.run_progress(connection, run_id)
     assert progress is not None

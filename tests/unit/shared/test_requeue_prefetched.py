@@ -5,19 +5,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import dramatiq
-import fakeredis
-from dramatiq.brokers.redis import RedisBroker
 
+from shared.broker import make_broker
 from shared.middleware.requeue_prefetched import RequeuePrefetched
+from shared.publisher import dramatiq_message
+from shared.settings import Settings
 
 
 def test_prefetched_messages_go_back_on_the_queue_when_the_consumer_thread_stops():
     # Given a Redis consumer that fetched three messages and handed out only the first
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    broker = RedisBroker(client=client)
-    broker.declare_queue("q")
+    broker = make_broker(Settings())
+    dramatiq.Actor(lambda body: None, broker=broker, actor_name="a", queue_name="q", priority=0, options={})
     for number in range(3):
-        broker.enqueue(dramatiq.Message(queue_name="q", actor_name="a", args=(number,), kwargs={}, options={}))
+        broker.enqueue(dramatiq_message("q", "a", f"00000000-0000-4000-8000-00000000000{number}", str(number)))
+    client = broker.client
     consumer = broker.consume("q", prefetch=3, timeout=100)
     handed_out = next(consumer)
     acks = f"dramatiq:__acks__.{broker.broker_id}.q"
