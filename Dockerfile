@@ -14,7 +14,8 @@ COPY shared ./shared
 COPY workers ./workers
 RUN pip install .
 
-RUN useradd --system --uid 10001 --home-dir /app dualwrite
+RUN useradd --system --uid 10001 --home-dir /app dualwrite \
+    && mkdir -p /app/.dualwrite/keys && chown -R dualwrite /app/.dualwrite
 USER dualwrite
 
 CMD ["dualwrite", "--help"]

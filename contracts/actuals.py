@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 
 from pydantic import Field
 
 from contracts.batch import Batch, Row, Rows
-from contracts.fields import Code, ExchangeRate, Reference, TransactionClassification, TransactionType
+from contracts.fields import Code, ExchangeRate, Reference, TransactionClassificationOption, TransactionTypeOption
 from contracts.money import Amount, CurrencyCode
 from contracts.registry import Contract, Kind, Scope
+from contracts.wire import Date, Flag
 
 
 class ActualV1(Row):
@@ -18,15 +18,15 @@ class ActualV1(Row):
     expense_id: Reference
     project_id: Code
     expense_category: Code
-    transaction_classification: TransactionClassification
-    transaction_type: TransactionType
-    date: dt.date
+    transaction_classification: TransactionClassificationOption
+    transaction_type: TransactionTypeOption
+    date: Date
     amount: Amount = Field(description="In the transaction currency")
     currency: CurrencyCode
     accounting_amount: Amount = Field(description="In the accounting currency, as posted with the expense")
     accounting_currency: CurrencyCode
     exchange_rate: ExchangeRate
-    skip_sync: bool = Field(default=False, description="True: the map does not carry this actual to finance")
+    skip_sync: Flag = Field(default=False, description="True: the map does not carry this actual to finance")
 
 
 class ActualsV1(Batch):
@@ -37,7 +37,7 @@ class ActualsV1(Batch):
 class ActualPostingV1(Row):
     actual_id: Reference
     voucher: Reference
-    posted_on: dt.date
+    posted_on: Date
     accounting_amount: Amount
     accounting_currency: CurrencyCode
     exchange_rate: ExchangeRate

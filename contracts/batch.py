@@ -24,7 +24,9 @@ class Batch(BaseModel):
     """A payload: ``rows`` of one contract version, with unique integration keys.
 
     ``key_fields`` names the row fields that form the integration key; two rows with the same key
-    in one batch are refused, since the second would silently overwrite the first.
+    in one batch are refused, since the second would silently overwrite the first. Keys are kept
+    as sent and compared case-sensitively, so two keys that differ only in case are refused too:
+    they would make two records that people (and case-insensitive systems) take for one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,11 +38,21 @@ class Batch(BaseModel):
     def _keys_are_unique(self) -> "Batch":
         if not self.key_fields:
             return self
-        seen: set[tuple[Any, ...]] = set()
+        seen: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
         for index, row in enumerate(self.rows):
             key = tuple(getattr(row, name) for name in self.key_fields)
-            if key in seen:
-                shown = ", ".join(f"{n}={v}" for n, v in zip(self.key_fields, key))
-                raise ValueError(f"rows.{index} repeats the integration key ({shown})")
-            seen.add(key)
+            folded = tuple(value.lower() if isinstance(value, str) else value for value in key)
+            if folded in seen:
+                first, first_key = seen[folded]
+                if first_key == key:
+                    raise ValueError(f"rows.{index} repeats the integration key ({self._shown(key)})")
+                raise ValueError(
+                    f"rows.{index} repeats the integration key of rows.{first} in another case "
+                    f"({self._shown(key)}; {self._shown(first_key)}): keys are kept as sent, and two that "
+                    "differ only in case are refused"
+                )
+            seen[folded] = (index, key)
         return self
+
+    def _shown(self, key: tuple[Any, ...]) -> str:
+        return ", ".join(f"{name}={value}" for name, value in zip(self.key_fields, key))

@@ -12,12 +12,27 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
-#: A company (legal entity, data area) code: 1 to 8 letters or digits, kept in upper case.
-LegalEntity = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,8}$", to_upper=True)
-]
+from contracts.wire import Text, Timestamp, Uuid, WholeNumber
+
+#: A company (legal entity, data area) code as finance's set-up holds it: 1 to 8 upper-case letters or digits.
+LEGAL_ENTITY_PATTERN = r"^[A-Z0-9]{1,8}$"
+
+
+def _upper_case_company_code(value: object) -> object:
+    """A company code in lower case is refused with the code to send, never upper-cased silently."""
+    if isinstance(value, str) and value != value.upper() and value.isascii() and value.isalnum():
+        raise PydanticCustomError(
+            "company_code_case", "company codes are upper case: send {upper}, not {sent}",
+            {"upper": repr(value.upper()), "sent": repr(value)},
+        )
+    return value
+
+
+#: A company (legal entity, data area) code, exactly as finance's set-up holds it.
+LegalEntity = Annotated[str, StringConstraints(pattern=LEGAL_ENTITY_PATTERN), BeforeValidator(_upper_case_company_code)]
 
 ContractName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
 
@@ -36,20 +51,20 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    message_id: uuid.UUID = Field(description="Idempotency key: a redelivery has the same id.")
+    message_id: Uuid = Field(description="Idempotency key: a redelivery has the same id.")
     contract: ContractName = Field(description="Table map entity name or command name.")
-    version: int = Field(ge=1, description="Contract version the payload was written in.")
+    version: WholeNumber = Field(ge=1, description="Contract version the payload was written in.")
     source: Side
     legal_entity: LegalEntity | None = Field(
         default=None, description="Owning company; required by every company-scoped contract."
     )
-    correlation_id: str = Field(
+    correlation_id: Text = Field(
         min_length=1, max_length=200, description="The business document this message is about."
     )
-    causation_id: str | None = Field(
+    causation_id: Text | None = Field(
         default=None, max_length=200, description="Message id of the message that caused this one."
     )
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     payload: dict[str, Any] = Field(description="The contract's rows; see contracts/schemas.")
 
 

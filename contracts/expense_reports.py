@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
@@ -11,13 +10,14 @@ from contracts.batch import MAX_ROWS, Batch, Row, Rows
 from contracts.fields import Code, Description, LineNumber, Person
 from contracts.money import Amount, CurrencyCode
 from contracts.registry import Contract, Kind, Scope
+from contracts.wire import Date
 
 
 class ExpenseLineV1(Row):
     line_number: LineNumber
     project_id: Code | None = Field(default=None, description="None for an expense outside any project")
     expense_category: Code
-    date: dt.date
+    date: Date
     amount: Amount = Field(description="What the employee paid, sales tax included")
     currency: CurrencyCode
     tax_code: Code | None = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 
 from contracts.batch import Batch, Row, Rows
 from contracts.fields import Code, ExchangeRate, LineNumber, Person, Reference
 from contracts.money import Amount, CurrencyCode
 from contracts.registry import Contract, Kind, Scope
+from contracts.wire import Date
 
 
 class ExpenseV1(Row):
@@ -18,7 +18,7 @@ class ExpenseV1(Row):
     project_id: Code
     expense_category: Code
     worker: Person
-    date: dt.date
+    date: Date
     amount: Amount
     currency: CurrencyCode
     project_cost: Amount

@@ -22,14 +22,17 @@ from pydantic import Field, StringConstraints
 
 from contracts.batch import MAX_ROWS, Batch, Row, Rows
 from contracts.registry import Contract, Kind, Scope
+from contracts.wire import FREE_TEXT_SCHEMA, PLAIN_TEXT_SCHEMA, Flag, WholeNumber, free_text, plain_text
 
 #: A sync run's id: 32 lower-case hex digits (a UUID without dashes).
 RunId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 #: The table map being synced.
 MapName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
 #: An integration key: the values of the map's key fields, in order.
-IntegrationKey = Annotated[list[Annotated[str, StringConstraints(max_length=200)]], Field(max_length=8)]
-PageNumber = Annotated[int, Field(ge=1)]
+IntegrationKey = Annotated[
+    list[Annotated[str, StringConstraints(max_length=200), plain_text, PLAIN_TEXT_SCHEMA]], Field(max_length=8)
+]
+PageNumber = Annotated[WholeNumber, Field(ge=1)]
 
 
 class InitialSyncPageV1(Row):
@@ -38,7 +41,7 @@ class InitialSyncPageV1(Row):
     page: PageNumber
     #: The key of the last row of the previous page; null (or empty) for the first page.
     after: IntegrationKey | None = None
-    page_size: Annotated[int, Field(ge=1, le=MAX_ROWS)]
+    page_size: Annotated[WholeNumber, Field(ge=1, le=MAX_ROWS)]
 
 
 class InitialSyncPageCommandV1(Batch):
@@ -50,7 +53,7 @@ class InitialSyncPageCommandV1(Batch):
 
 class FailedRowV1(Row):
     key: IntegrationKey
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000), free_text, FREE_TEXT_SCHEMA]
 
 
 class InitialSyncPageReportV1(Row):
@@ -60,11 +63,11 @@ class InitialSyncPageReportV1(Row):
     after: IntegrationKey | None = None
     #: The key of the last row read; null when the page was empty.
     last: IntegrationKey | None = None
-    rows_read: Annotated[int, Field(ge=0, le=MAX_ROWS)]
-    rows_sent: Annotated[int, Field(ge=0, le=MAX_ROWS)]
+    rows_read: Annotated[WholeNumber, Field(ge=0, le=MAX_ROWS)]
+    rows_sent: Annotated[WholeNumber, Field(ge=0, le=MAX_ROWS)]
     failed: Annotated[list[FailedRowV1], Field(max_length=MAX_ROWS)] = []
     #: True on the last page: nothing is left after it.
-    finished: bool
+    finished: Flag
 
 
 class InitialSyncReportV1(Batch):

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from contracts.batch import Batch, Row, Rows
 from contracts.registry import Contract, Kind, Scope
+from contracts.wire import FREE_TEXT_SCHEMA, PLAIN_TEXT_SCHEMA, Timestamp, free_text, plain_text
 
 #: Integration keys named in one report; a 1,000-row batch names its first ones and counts the rest.
 KEYS_REPORTED = 10
 
-Text = Annotated[str, StringConstraints(max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=200), plain_text, PLAIN_TEXT_SCHEMA]
 
 
 class MapFailureV1(Row):
@@ -33,18 +34,20 @@ class MapFailureV1(Row):
     table_map: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
     #: The side that refused the message (the queue's consumer).
     side: Literal["finance", "dataverse"]
-    queue: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    queue: Annotated[str, StringConstraints(min_length=1, max_length=128), plain_text, PLAIN_TEXT_SCHEMA]
     #: The refused message: its id (what ``dualwrite dlq`` names it by), correlation and cause.
-    message_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=36), plain_text, PLAIN_TEXT_SCHEMA]
     correlation_id: Text | None = None
     causation_id: Text | None = None
-    legal_entity: Annotated[str, StringConstraints(max_length=8)] | None = None
+    legal_entity: Annotated[str, StringConstraints(max_length=8), plain_text, PLAIN_TEXT_SCHEMA] | None = None
     #: The rows' integration keys as text (``legal_entity=DEMF, project_id=P-1``), the first
     #: ``KEYS_REPORTED`` of them, then ``... N more``; empty when the body could not be read.
-    keys: Annotated[list[Annotated[str, StringConstraints(max_length=1000)]], Field(max_length=KEYS_REPORTED + 1)] = []
-    error_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    error: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    dead_at: AwareDatetime
+    keys: Annotated[
+        list[Annotated[str, StringConstraints(max_length=1000), plain_text, PLAIN_TEXT_SCHEMA]], Field(max_length=KEYS_REPORTED + 1)
+    ] = []
+    error_type: Annotated[str, StringConstraints(min_length=1, max_length=128), plain_text, PLAIN_TEXT_SCHEMA]
+    error: Annotated[str, StringConstraints(min_length=1, max_length=2000), free_text, FREE_TEXT_SCHEMA]
+    dead_at: Timestamp
 
 
 class MapFailuresV1(Batch):

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from contracts.wire import decimal_text, fixed_point
+
 #: Active ISO 4217 codes (2026). Funds and precious-metal codes are left out on purpose.
 ISO_CURRENCIES: frozenset[str] = frozenset(
     """
@@ -42,14 +44,17 @@ CurrencyCode = Annotated[
 
 #: A non-negative amount with at most two decimals.
 def _to_cents(value: Decimal) -> Decimal:
-    # Canonical form on the way out: "1e2" and "100" both travel on as "100.00".
+    # Canonical form on the way out: "100" and "100.0" both travel on as "100.00".
     return value.quantize(CENT)
 
 
+#: On the wire only a JSON string of the documented form: "125.40", never 125.4, "1e2" or " 125.40 ".
 Amount = Annotated[
     Decimal,
+    decimal_text(digits=15, places=2, example="125.40", zero_allowed=True),
     Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False),
     AfterValidator(_to_cents),
+    fixed_point,
     WithJsonSchema(
         {
             "type": "string",
@@ -62,7 +67,9 @@ Amount = Annotated[
 #: A positive quantity (units, nights, kilometres) with up to four decimals.
 Quantity = Annotated[
     Decimal,
+    decimal_text(digits=11, places=4, example="3", zero_allowed=False),
     Field(gt=0, max_digits=15, decimal_places=4, allow_inf_nan=False),
+    fixed_point,
     WithJsonSchema(
         {
             "type": "string",

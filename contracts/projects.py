@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -12,13 +11,14 @@ from contracts.fields import Code, LineNumber, Name, Person, ProjectStatus
 from contracts.money import Amount, CurrencyCode, Quantity
 from contracts.registry import Contract, Kind, Scope
 from contracts.row_versions import Origin
+from contracts.wire import Date, Flag, WholeNumber
 
 
 class NewProjectV1(Row):
     project_id: Code
     name: Name
     project_manager: Person
-    billable: bool
+    billable: Flag
 
 
 class CreateProjectsV1(Batch):
@@ -32,7 +32,7 @@ class ExpenseEstimateLineV1(Row):
     project_id: Code
     line_number: LineNumber
     expense_category: Code
-    date: dt.date
+    date: Date
     amount: Amount
     currency: CurrencyCode
 
@@ -48,7 +48,7 @@ class ExpenseEstimateLineV2(Row):
     project_id: Code
     line_number: LineNumber
     expense_category: Code
-    date: dt.date
+    date: Date
     quantity: Quantity
     unit_cost: Amount
     currency: CurrencyCode
@@ -77,7 +77,7 @@ class ProjectV1(Row):
     project_id: Code
     name: Name
     project_manager: Person
-    billable: bool
+    billable: Flag
     status: ProjectStatus
 
 
@@ -98,9 +98,9 @@ class ProjectV2(Row):
     project_id: Code
     name: Name
     project_manager: Person | None = None
-    billable: bool | None = None
+    billable: Flag | None = None
     status: ProjectStatus
-    row_version: int = Field(ge=0, description="The row's version counter; 0 for a row without a version.")
+    row_version: WholeNumber = Field(ge=0, description="The row's version counter; 0 for a row without a version.")
     row_origin: Origin = Field(description="The side whose change this version is.")
 
 

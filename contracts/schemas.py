@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts.envelope import Envelope
+from contracts.envelope import LEGAL_ENTITY_PATTERN, Envelope
 from contracts.registry import Contract, ContractRegistry, Scope
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -33,7 +33,7 @@ def message_schema(contract: Contract, version: int) -> dict[str, Any]:
     properties["payload"] = payload
     required = list(envelope["required"])
     if contract.scope is Scope.LEGAL_ENTITY:
-        properties["legal_entity"] = {"type": "string", "pattern": "^[A-Za-z0-9]{1,8}$", "title": "Legal Entity"}
+        properties["legal_entity"] = {"type": "string", "pattern": LEGAL_ENTITY_PATTERN, "title": "Legal Entity"}
         required.append("legal_entity")
     else:
         properties["legal_entity"] = {"type": "null", "title": "Legal Entity", "default": None}

@@ -23,6 +23,7 @@ from contracts.catalog import default_registry, publish_queue  # noqa: E402
 from contracts.envelope import Envelope, Side  # noqa: E402
 from contracts.queues import TABLE_MAPS, all_queues  # noqa: E402
 from contracts.schemas import schema_file_name  # noqa: E402
+from contracts.senders import authorization  # noqa: E402
 from shared.settings import EMBEDDED, Settings  # noqa: E402
 from workers.cli.exit_codes import ExitCode  # noqa: E402
 
@@ -158,6 +159,23 @@ def _json_type(field: dict) -> str:
     return kind
 
 
+def senders_table() -> str:
+    """Who may write what (contracts/senders.yaml, and the table maps' legs); operators everywhere."""
+    table = authorization()
+    rows = []
+    for queue in all_queues():
+        for contract, senders in table.by_queue[queue.name].items():
+            names = ", ".join(f"`{sender}`" for sender in sorted(senders)) or "nobody"
+            rows.append([f"`{queue.name}`", f"`{contract}`" if contract else "its map's rows", names])
+    return markdown_table(["Queue", "Contract", "Heard from (besides `operator`)"], rows)
+
+
+def upstream_table() -> str:
+    table = authorization()
+    rows = [[f"`{name}`", system.description, ", ".join(f"`{c}`" for c in system.commands)] for name, system in table.upstream.items()]
+    return markdown_table(["Upstream system", "What it is", "Commands it may send"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "flow": flow_diagram,
     "envelope": envelope_table,
@@ -165,6 +183,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "queues": queues_table,
     "contracts": contracts_table,
     "exit-codes": exit_codes_table,
+    "senders": senders_table,
+    "upstream-systems": upstream_table,
 }
 
 

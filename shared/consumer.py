@@ -24,7 +24,7 @@ from shared.outbox import OutboxRelay
 from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 from shared.signatures import Verifier
-from shared.unit_of_work import UnitOfWork, body_digest
+from shared.unit_of_work import UnitOfWork, content_digest
 
 log = get_logger(__name__)
 
@@ -70,7 +70,7 @@ class Consumer:
                 sender=sender.sender,
             ):
                 self.verifier.authorize(sender, self.endpoint.queue.name, message.envelope)
-                outgoing = self._apply(message, _enqueued_at(current), body_digest(body))
+                outgoing = self._apply(message, _enqueued_at(current), content_digest(message.envelope))
                 try:
                     if outgoing is not None:
                         self._count_applied(message, outgoing)

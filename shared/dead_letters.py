@@ -127,8 +127,8 @@ def fit_body(body: str) -> str:
     if len(body) <= BODY_BYTES // 4:  # at most 4 bytes a character: it fits
         return body
     data = body.encode("utf-8")
-    if len(data) <= BODY_BYTES:
-        return body
+    if len(data) <= BODY_BYTES or (len(data) <= BODY_BYTES + 200 and body_cut_size(body) is not None):
+        return body  # it fits, or it was cut already (a letter recorded again on a refused replay)
     kept = data[:BODY_BYTES].decode("utf-8", "ignore")  # a character cut in two is dropped
     return kept + BODY_CUT_NOTE.format(size=len(data), kept=len(kept.encode("utf-8")))
 

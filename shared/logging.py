@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from shared.redaction import redact_values
+from shared.redaction import redact_text, redact_values
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
@@ -52,6 +52,28 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
     root.setLevel(level.upper())
     # dramatiq logs every retry at INFO; keep it, but quiet the chatty pika internals.
     logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+def log_warnings_redacted() -> None:
+    """For a command that sets no logging up: what Python prints by itself when a logger has no handler
+    (its last-resort handler: WARNING and above, on stderr) keeps doing so, with URL passwords and the
+    process's secrets as ``***``."""
+    if not isinstance(logging.lastResort, _RedactingStderrHandler):
+        logging.lastResort = _RedactingStderrHandler(logging.WARNING)
+
+
+class _RedactingStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Python's last-resort handler (``sys.stderr`` at the time of each line), redacting."""
+
+    def __init__(self, level: int) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

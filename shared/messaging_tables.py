@@ -54,7 +54,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("enqueued_at", DateTime(timezone=True)),
         Column("started_at", DateTime(timezone=True), nullable=False),
         Column("finished_at", DateTime(timezone=True), nullable=False),
-        #: SHA-256 of the envelope bytes applied: the same id with other bytes is a conflicting duplicate.
+        #: SHA-256 of what the message asked for (shared.unit_of_work.content_digest): the same id
+        #: asking for something else is a conflicting duplicate.
         Column("digest", String(64)),
     )
     outbox = Table(

@@ -11,6 +11,7 @@ and its transaction also writes the side's pending notes of messages sent earlie
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,12 @@ from shared.side_database import SideDatabase
 OUTBOX_NAMESPACE = uuid.UUID("6f1c2a4e-0d7b-4a51-9c8e-2b6d3f5a7e90")
 
 
-def body_digest(body: str) -> str:
-    """The SHA-256 of a message's envelope bytes, kept in the inbox beside its id."""
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+def content_digest(envelope: Envelope) -> str:
+    """The SHA-256 of what a message asks for (contract, version, source, company, payload), kept in
+    the inbox beside its id. Not of its bytes: a publisher that sends a message again re-stamps
+    ``occurred_at``, and that is the same message."""
+    content = [envelope.contract, envelope.version, envelope.source.value, envelope.legal_entity, envelope.payload]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def utcnow() -> datetime:
@@ -90,8 +94,8 @@ class UnitOfWork:
     def claim(self, message: Decoded[Any], queue: Queue, enqueued_at: datetime | None, digest: str) -> bool:
         """Record the message in the inbox; False when it was applied before (a redelivery).
 
-        ``digest`` is the :func:`body_digest` of the bytes received: a message id applied before that
-        comes back with other bytes is refused (ConflictingDuplicate), never silently dropped.
+        ``digest`` is the message's :func:`content_digest`: a message id applied before that comes
+        back asking for something else is refused (ConflictingDuplicate), never silently dropped.
         """
         envelope = message.envelope
         inserted = insert_ignoring_duplicates(

@@ -458,8 +458,9 @@ def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployme
 
 
 def test_a_process_failing_on_its_own_stops_the_others_with_its_status(tmp_path: Path) -> None:
-    """No service needed: a database nobody listens on makes each process exit 4 (UNAVAILABLE) at start;
-    the supervisor stops the rest and exits with that status instead of restarting forever."""
+    """No service needed: a database nobody listens on makes each process exit 4 (UNAVAILABLE) at start
+    (after one attempt: DUALWRITE_CONNECT_TIMEOUT_SECONDS=0); the supervisor stops the rest and exits
+    with that status instead of restarting forever."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
     unreachable = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2"
     environment.update(
@@ -468,6 +469,7 @@ def test_a_process_failing_on_its_own_stops_the_others_with_its_status(tmp_path:
             "DUALWRITE_FINANCE_DB_URL": unreachable,
             "DUALWRITE_DATAVERSE_DB_URL": unreachable,
             "DUALWRITE_BRIDGE_DB_URL": unreachable,
+            "DUALWRITE_CONNECT_TIMEOUT_SECONDS": "0",  # one attempt each: no wait for what never comes
         }
     )
     done = subprocess.run(

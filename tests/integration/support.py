@@ -83,7 +83,7 @@ class System:
         """Put a body on a queue with no validation at all, as a broken publisher would: signed by
         ``sender`` (default: one the queue hears), so what the queue makes of it is the body's fault."""
         message_id = message_id or str(uuid.uuid4())
-        self.publisher(sender or rightful_sender(queue)).send_raw(queue.name, queue.actor_name, message_id, body)
+        self.publisher(sender or rightful_sender(queue, body)).send_raw(queue.name, queue.actor_name, message_id, body)
         return message_id
 
     def publisher(self, sender: str) -> Publisher:
@@ -222,9 +222,17 @@ def given_project(system: System, legal_entity: str, project_id: str) -> None:
     _settled_cleanly(system, f"project {project_id}")
 
 
-def rightful_sender(queue: Queue) -> str:
-    """A sender the queue hears for every contract it takes: its side or the bridge for a table
-    map's leg, the first upstream system or side declared for a command queue."""
-    table = authorization()
-    heard = sorted(table.senders(queue.name) - {OPERATOR})
-    return heard[0]
+def rightful_sender(queue: Queue, body: str) -> str:
+    """A sender the queue hears: the side the body's envelope names as its source when the queue
+    hears that side, else the first it hears (an upstream system's command queue, a map's leg)."""
+    heard = sorted(authorization().senders(queue.name) - {OPERATOR})
+    try:
+        source = json.loads(body).get("source")
+    except (ValueError, AttributeError, RecursionError):
+        source = None
+    return source if source in heard else heard[0]
+
+
+def operator_signer(system: System) -> Signer:
+    """What an operator's dead-letter repairs sign with."""
+    return Signer(key_ring(system.runtime.settings), OPERATOR)

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from contracts.catalog import default_registry
 from contracts.queues import FINANCE_COMMANDS
+from contracts.senders import OPERATOR
+from shared.signatures import Signer, key_ring
 from shared.waiting import wait_until
 from tests.integration.operators import OperatedSystem, operated_embedded  # noqa: F401 - the fixture
 from tests.integration.support import BRIDGE, FINANCE, FOUR_CLASSES
@@ -60,7 +62,10 @@ def test_embedded_commands_read_the_files_and_in_process_repairs_replay(operated
     queue = DeadLetterQueue(ledgers, system.broker_queues)
     assert [depth.counts.dead for depth in queue_depths(system.broker_queues, datetime.now(UTC)) if depth.queue == FINANCE_COMMANDS] == [2]
     [found] = queue.groups()
-    repair = DeadLetterRepair(ledgers, system.broker_queues, default_registry(), AuditLog(system.database(BRIDGE)), "dana")
+    signer = Signer(key_ring(system.runtime.settings), OPERATOR)  # replays go out signed by the operators' key
+    repair = DeadLetterRepair(
+        ledgers, system.broker_queues, default_registry(), AuditLog(system.database(BRIDGE)), "dana", signer=signer
+    )
     report = repair.replay(list(found.letters), f"group {found.group_id}")
 
     # Then both are applied once, nothing is dead, and `dualwrite audit` reads the repair from the files

@@ -100,7 +100,7 @@ def test_the_comparison_sees_a_schema_one_revision_behind(databases: dict[str, S
     upgrade_to(databases["finance"], INITIAL)
 
     added = {diff[3].name for diff in schema_differences(databases["finance"]) if diff[0] == "add_column"}
-    assert added == {"outcome", "resolved_at", "resolved_by", "replayed_body", "row_version", "row_origin"}
+    assert added == {"outcome", "resolved_at", "resolved_by", "replayed_body", "row_version", "row_origin", "digest"}
 
 
 def test_db_upgrade_creates_all_three_then_is_idempotent(

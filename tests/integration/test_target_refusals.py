@@ -18,7 +18,7 @@ from sqlalchemy import select
 from contracts.catalog import default_registry
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import BRIDGE_MAP_FAILURES, table_map
-from tests.integration.support import BRIDGE, FINANCE, System, given_project
+from tests.integration.support import BRIDGE, FINANCE, System, given_project, operator_signer
 from tests.integration.test_table_maps import maps_cli
 from workers.bridge.activity import activity_log
 from workers.bridge.map_states import read_state
@@ -145,7 +145,7 @@ def test_a_refused_message_replayed_once_its_cause_is_fixed_shows_as_replayed(sy
     broker_queues = broker_queues_for(system.runtime.broker, system.runtime.settings.broker_url)
     try:
         [group] = DeadLetterQueue(ledgers, broker_queues).groups()
-        repair = DeadLetterRepair(ledgers, broker_queues, default_registry(), AuditLog(system.database(BRIDGE)), "dana")
+        repair = DeadLetterRepair(ledgers, broker_queues, default_registry(), AuditLog(system.database(BRIDGE)), "dana", signer=operator_signer(system))
         report = repair.replay(list(group.letters), f"group {group.group_id}")
     finally:
         broker_queues.close()

@@ -40,7 +40,7 @@ def estimate_row_v1() -> dict[str, Any]:
     return {
         "project_id": "PRJ-100",
         "line_number": 1,
-        "expense_category": "hotel",
+        "expense_category": "HOTEL",
         "date": "2026-03-02",
         "amount": "360.00",
         "currency": "USD",
@@ -53,7 +53,7 @@ def estimate_row_v2() -> dict[str, Any]:
     return {
         "project_id": "PRJ-100",
         "line_number": 1,
-        "expense_category": "hotel",
+        "expense_category": "HOTEL",
         "date": "2026-03-02",
         "quantity": "3",
         "unit_cost": "120.00",

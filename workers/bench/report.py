@@ -58,6 +58,8 @@ class BenchResult:
     targets: list[Target] = field(default_factory=list)
     #: CPUs and 1-minute load averages at the start and the end: other work on the machine shows here.
     machine: dict[str, Any] = field(default_factory=dict)
+    #: Ed25519 signing and verifying per message, measured on the run's envelopes (signature_cost.py).
+    signatures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -78,6 +80,7 @@ class BenchResult:
             "all_targets_met": all(t.met for t in self.targets),
             "reconcile": self.reconciliation,
             "machine": self.machine,
+            "signatures": self.signatures,
         }
 
 
@@ -116,6 +119,14 @@ def summary(result: BenchResult) -> list[str]:
         )
     if result.light is not None:
         lines.append(f"light load  {result.light['reports']} reports posted one at a time: {_latency(result.light['latency_ms'])}")
+    s = result.signatures
+    if s.get("envelopes"):
+        cpu_total = (cpu or {}).get("workers")
+        share = f", {s['cpu_seconds'] / cpu_total:.1%} of the workers' CPU in the throughput phase" if cpu_total else ""
+        lines.append(
+            f"signatures  Ed25519 per message ({s['median_bytes']:,}-byte msdyn_expenses envelopes): sign {s['sign_us']:.0f} us, "
+            f"verify {s['verify_us']:.0f} us; {s['messages']:,} messages applied in the run = {s['cpu_seconds']:.2f} CPU-s{share}"
+        )
     memory = ", ".join(f"{m.role} {m.peak_mb:,.1f} MB" for m in result.memory)
     lines.append(f"memory      peak resident (VmHWM) per worker process: {memory}")
     b = result.baseline

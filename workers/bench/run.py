@@ -25,6 +25,7 @@ from workers.bench.phases import light_load, throughput
 from workers.bench.prepare import Pipeline, load_setup, prepare_reports
 from workers.bench.report import BenchResult, targets
 from workers.bench.services import BenchServices, wait_for
+from workers.bench.signature_cost import signature_cost
 from workers.runtime import SPECS
 
 SIDES = ("finance", "dataverse", "bridge")
@@ -119,6 +120,7 @@ def _run(options: BenchOptions, command: str, services: BenchServices, progress:
         memory: list[ProcessMemory] = []
         for process in services.processes:
             memory += process_memory(process.role, process.pid)
+        signatures = signature_cost(services.databases, pipeline.ring)
     finally:
         broker.close()
 
@@ -135,6 +137,7 @@ def _run(options: BenchOptions, command: str, services: BenchServices, progress:
         memory=memory,
         reconciliation=[c.as_json() for c in reconciliation],
     )
+    result.signatures = signatures
     result.machine = {"cpus": os.cpu_count(), "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2)}
     result.targets = targets(heavy_result.lines_per_second, light_result.latency.p99_ms if light_result else None, memory)
     return result

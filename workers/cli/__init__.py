@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Sequence
 
 from shared.errors import ConfigurationError
+from shared.logging import log_warnings_redacted
 from shared.redaction import redact_text
 from workers.cli import (
     audit_command,
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadConfiguration as error:
         fail(f"bad configuration: {error}")
         return ExitCode.CONFIGURATION
+    log_warnings_redacted()  # a library's warning, in a command that sets no logging up, hides passwords too
     try:
         return int(args.run(args, settings))
     except BrokenPipeError:

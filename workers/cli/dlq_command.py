@@ -4,6 +4,12 @@ The reasons come from the three sides' ``dead_letters`` tables, the messages fro
 ``<queue>.XQ`` as well. Listing and showing work on the embedded default too (from the SQLite
 files under ``DUALWRITE_DATA_DIR``), without the broker check; a repair needs the broker the
 workers use. Every repair is written to the audit log (``dualwrite audit``).
+
+A letter's body and error are anyone's to write: whatever they hold, they are listed and shown
+(a body that is not JSON as its first 2 KiB, non-printable characters escaped). Refused letters
+(strangers' messages, malformed bytes) are grouped by reason and queue; they are not replayed or
+edited unless the operator says they checked the sender (``--trust-sender``), and malformed
+bytes never are: they can only be purged.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from sqlalchemy.exc import DBAPIError
 
 from contracts.senders import OPERATOR
 from contracts.catalog import default_registry
+from shared.dead_letters import body_cut_size
 from shared.errors import PermanentError
 from shared.logging import configure_logging
 from shared.settings import Settings
 from shared.signatures import Signer, key_ring
+from shared.untrusted_json import SHOWN_CHARACTERS, fit, printable, read, shown
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail, print_json, print_table
 from workers.cli.progress import CounterLine
@@ -38,7 +46,16 @@ from workers.operations.broker_queues import (
 )
 from workers.operations.dead_letter_queue import AmbiguousId, DeadLetter, DeadLetterQueue, envelope_of
 from workers.operations.dead_letter_records import DeadLetterLedgers, DeadLetterRecord, LedgerUnavailable
-from workers.operations.dead_letter_repair import Correction, DeadLetterRepair, RepairReport
+from workers.operations.dead_letter_repair import (
+    TRUST_SENDER_OPTION,
+    Correction,
+    DeadLetterRepair,
+    NotReplayable,
+    RepairReport,
+)
+
+#: The widest a cell of ``dlq list`` gets (a pattern is cut, its non-printable characters escaped).
+CELL_CHARACTERS = 160
 
 
 class Stop(Exception):
@@ -83,9 +100,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     replay = actions.add_parser(
         "replay", help="send dead letters back to their queues, upcast to the newest contract version",
         description="Each letter is upcast to the newest version of its contract and validated again; one "
-        "that still fails stays dead with the new reason. Fix the cause first.",
+        "that still fails stays dead with the new reason. Fix the cause first. Replays are signed with the "
+        "operators' key: letters refused as unauthenticated or forbidden (or dead without a recorded reason) "
+        f"are skipped unless {TRUST_SENDER_OPTION}; malformed ones always are (purge them).",
     )
     _add_selection(replay)
+    _add_trust_sender(replay)
     _add_operator(replay)
     replay.set_defaults(run=run_replay)
 
@@ -99,6 +119,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     edit.add_argument("file", metavar="FILE", help="JSON file, or - for standard input")
     edit.add_argument("--version", type=int, help="contract version the corrected payload is written in")
     edit.add_argument("--legal-entity", help="set the envelope's legal entity")
+    _add_trust_sender(edit)
     _add_operator(edit)
     edit.set_defaults(run=run_edit)
 
@@ -116,6 +137,14 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("message_ids", nargs="*", metavar="ID", help="message ids (or their first characters)")
     parser.add_argument("--group", metavar="G", help="every letter of this cause (the GROUP of `dlq list`)")
     parser.add_argument("--all", action="store_true", help="every dead letter")
+
+
+def _add_trust_sender(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        TRUST_SENDER_OPTION, dest="trust_sender", action="store_true",
+        help="send back letters refused as unauthenticated or forbidden, or dead without a recorded reason, "
+        "too: they go out signed with the operators' key, so check who sent them first (malformed ones never go)",
+    )
 
 
 def _add_operator(parser: argparse.ArgumentParser) -> None:
@@ -141,13 +170,19 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
             ["GROUP", "COUNT", "CONTRACT", "ERROR", "FIRST SEEN", "LAST SEEN", "IN BROKER", "QUEUES", "PATTERN"],
             [
                 [
-                    g.group_id, len(g.letters), g.cause.contract or "?", g.cause.error_type, _when(g.first_seen),
-                    _when(g.last_seen), _in_broker(g.letters), ", ".join(g.queues), g.cause.pattern,
+                    g.group_id, len(g.letters), _cell(g.cause.contract or ("-" if g.cause.refused else "?")),
+                    _cell(g.cause.error_type), _when(g.first_seen), _when(g.last_seen), _in_broker(g.letters),
+                    _cell(", ".join(g.queues)), _cell(g.cause.pattern),
                 ]
                 for g in groups
             ],
         )
         print("\n`dualwrite dlq show ID` for a letter (ids: `--json`), `dualwrite dlq replay --group GROUP` once the cause is fixed")
+        if any(g.cause.refused for g in groups):
+            print(
+                "refused (not heard at all; nothing of them was applied): purge them, or find out who sent them; "
+                f"unauthenticated or forbidden ones are replayed only with {TRUST_SENDER_OPTION}, malformed ones never"
+            )
     return ExitCode.OK
 
 
@@ -174,7 +209,11 @@ def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) ->
     """One letter: the latest row (the dead one, or the last resolved), its envelope, and every row before."""
     record = letter.record if letter and letter.record else (history[-1] if history else None)
     body = letter.body if letter else record.body
-    envelope = envelope_of(body)
+    # Anyone's bytes: JSON of any shape is shown as it is; anything else (not JSON, nested too deep)
+    # as its first characters, escaped, with why.
+    reading = read(body)
+    envelope = reading.value if reading.is_json else shown(body)
+    cut = body_cut_size(body)
     document: dict[str, Any] = {
         "message_id": letter.message_id if letter else record.message_id,
         "dead": letter is not None,
@@ -187,12 +226,18 @@ def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) ->
         "correlation_id": record.correlation_id if record else None,
         "error_kind": record.error_kind if record else None,
         "error_type": record.error_type if record else (letter.cause.error_type if letter else None),
+        "reason": letter.reason if letter else None,
         "error": record.error if record else (letter.cause.pattern if letter else None),
         "attempts": record.attempts if record else None,
         "dead_at": _iso(letter.dead_at if letter else record.dead_at),
         "in_broker": letter.in_broker if letter else None,
         "outcome": record.outcome if record else None,
         "envelope": envelope,
+        "envelope_problem": (
+            None if reading.is_json
+            else f"{reading.problem}: the first {min(len(body), SHOWN_CHARACTERS):,} of {len(body):,} characters shown as text"
+        ),
+        "body_cut_from": cut,
         "traceback": record.traceback if record else None,
         "history": [_history_row(row) for row in history],
     }
@@ -215,26 +260,35 @@ def _history_row(row: DeadLetterRecord) -> dict[str, Any]:
 
 
 def _print_letter(d: dict[str, Any]) -> None:
+    # Every value here may come from a stranger's bytes: non-printable characters are escaped.
     state = "dead" if d["dead"] else f"not dead any more ({d['outcome']})"
-    print(f"message      {d['message_id']}  ({state})")
-    print(f"queue        {d['queue']}  (side {d['side']}, actor {d['actor']})")
-    print(f"contract     {d['contract']} v{d['version']}  correlation {d['correlation_id']}")
+    version = d["version"] if isinstance(d["version"], int) else (None if d["version"] is None else "?")
+    print(_safe(f"message      {d['message_id']}  ({state})"))
+    print(_safe(f"queue        {d['queue']}  (side {d['side']}, actor {d['actor']})"))
+    print(_safe(f"contract     {d['contract']} v{version}  correlation {d['correlation_id']}"))
     print(f"died         {d['dead_at']} after {d['attempts']} attempt(s); in broker: {_yes_no(d['in_broker'])}")
     if d["group_id"]:
         print(f"group        {d['group_id']}")
-    print(f"error        {d['error_type']} ({d['error_kind']}): {d['error']}")
-    print("envelope")
-    envelope = d["envelope"]
-    text = json.dumps(envelope, indent=2) if not isinstance(envelope, str) else envelope
-    print("\n".join(f"  {line}" for line in text.splitlines()))
+    if d["reason"]:
+        print(f"refused      {d['reason']}: not heard at all, nothing of it applied")
+    print(_safe(f"error        {d['error_type']} ({d['error_kind']}): {d['error']}"))
+    if d["envelope_problem"]:
+        print(f"envelope     {d['envelope_problem']}")
+        print(f"  {d['envelope']}")  # escaped by shown()
+    else:
+        print("envelope")
+        text = json.dumps(d["envelope"], indent=2)  # ensure_ascii: control characters come out escaped
+        print("\n".join(f"  {line}" for line in text.splitlines()))
+    if d["body_cut_from"]:
+        print(f"  (the row kept only the start of a body of {d['body_cut_from']:,} bytes)")
     if d["traceback"]:
         print("traceback")
-        print("\n".join(f"  {line}" for line in d["traceback"].rstrip().splitlines()))
+        print("\n".join(f"  {_safe(line)}" for line in d["traceback"].rstrip().splitlines()))
     if len(d["history"]) > 1 or not d["dead"]:
         print("history")
         for row in d["history"]:
             done = f"{row['outcome']} by {row['resolved_by']} at {row['resolved_at']}" if row["outcome"] else "dead"
-            print(f"  {row['dead_at']}  {row['error_type']}: {row['error']}  -> {done}")
+            print(_safe(f"  {row['dead_at']}  {row['error_type']}: {row['error']}  -> {done}"))
 
 
 # -- replay, edit, purge -------------------------------------------------------------------------
@@ -247,7 +301,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         letters, target = _selection(args, queue)
         progress = CounterLine("replayed")
         try:
-            report = _repair(ledgers, broker, args, settings).replay(letters, target, progress)
+            report = _repair(ledgers, broker, args, settings).replay(letters, target, progress, trust_sender=args.trust_sender)
         finally:
             progress.finish()
         return _report(report, args.json, "replayed to their queues")
@@ -257,14 +311,18 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 def run_edit(args: argparse.Namespace, settings: Settings) -> int:
     try:
         document = _read_document(args.file)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         fail(str(error))
         return ExitCode.INVALID_INPUT
     with _command(settings, need_broker=True) as (ledgers, broker):
         letter = _one(DeadLetterQueue(ledgers, broker), args.message_id, dead_only=True)
         correction = Correction(document, source=args.file, version=args.version, legal_entity=args.legal_entity)
         try:
-            report = _repair(ledgers, broker, args, settings).edit(letter, correction, f"message {letter.message_id}")
+            report = _repair(ledgers, broker, args, settings).edit(
+                letter, correction, f"message {letter.message_id}", trust_sender=args.trust_sender
+            )
+        except NotReplayable as error:
+            raise Stop(ExitCode.INVALID_INPUT, f"nothing was sent: {error}") from None
         except PermanentError as error:
             raise Stop(ExitCode.INVALID_INPUT, f"the correction does not validate, nothing was sent: {type(error).__name__}: {error}") from None
         return _report(report, args.json, "replayed as edited")
@@ -329,13 +387,21 @@ def _repair(ledgers: DeadLetterLedgers, broker: BrokerQueues, args: argparse.Nam
 
 
 def _report(report: RepairReport, as_json: bool, done: str) -> int:
+    """The report; exit 3 when every letter named was one that may not be sent back, 1 when some
+    were not sent (skipped, or refused again), 0 otherwise."""
     if as_json:
         print_json(report.as_json())
+        for skipped in report.skipped:  # on stderr too, beside the JSON a script reads
+            fail(f"{skipped.message_id} not sent: {skipped.why}")
     else:
         print(f"{len(report.done)} dead letter(s) {done} ({report.target})")
         for refusal in report.refused:
-            print(f"  still dead: {refusal.message_id}  {refusal.error_type}: {refusal.error}")
-    return ExitCode.FAILED if report.refused else ExitCode.OK
+            print(_safe(f"  still dead: {refusal.message_id}  {refusal.error_type}: {refusal.error}"))
+        for skipped in report.skipped:
+            print(_safe(f"  not sent: {skipped.message_id}  {skipped.why}"))
+    if report.skipped and not report.done and not report.refused:
+        return ExitCode.INVALID_INPUT
+    return ExitCode.FAILED if report.refused or report.skipped else ExitCode.OK
 
 
 def _read_document(path: str) -> dict[str, Any]:
@@ -379,6 +445,15 @@ def _command(settings: Settings, *, need_broker: bool) -> Iterator[tuple[DeadLet
         ledgers.close()
         if broker is not None:
             broker.close()
+
+
+def _cell(text: str) -> str:
+    return fit(printable(text), CELL_CHARACTERS)
+
+
+def _safe(text: str) -> str:
+    """A line for the terminal: what a stranger wrote cannot move the cursor or change colours."""
+    return printable(text)
 
 
 def _when(moment: Any) -> str:

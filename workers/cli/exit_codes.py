@@ -11,9 +11,9 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: The input document does not match its contract; nothing was sent.
     INVALID_INPUT = 3
-    #: The broker or a database could not be reached.
+    #: The broker or a database could not be reached (a worker: within DUALWRITE_CONNECT_TIMEOUT_SECONDS).
     UNAVAILABLE = 4
-    #: DUALWRITE_* settings are missing or inconsistent.
+    #: DUALWRITE_* settings are missing, malformed or inconsistent (the message names the setting, never its value).
     CONFIGURATION = 5
     #: A side's database is behind its schema migrations: run ``dualwrite db upgrade``.
     SCHEMA_BEHIND = 6

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from contracts.envelope import Side
 from shared.settings import Settings
+from shared.signatures import Signer, key_ring
 from workers.cli.configuration import describe_validation_error
 from workers.cli.exit_codes import ExitCode
 from workers.cli.output import fail
@@ -43,4 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         names = {"worker_threads": "--threads", "worker_processes": "--processes"}
         fail(f"bad option: {describe_validation_error(error, names)}")
         return ExitCode.USAGE
+    # Its keys before any process starts: a worker that can neither sign nor verify exits 5 here,
+    # once, rather than in every child (the first one makes a development ring when allowed).
+    Signer(key_ring(settings), args.side)
     return supervise(settings, [Side(args.side)], settings.worker_processes)

@@ -12,7 +12,9 @@ command cannot reach it from outside. In that process, wrap its broker with
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -27,10 +29,12 @@ import redis.exceptions
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.broker import BROKER_UNAVAILABLE, make_broker
+from shared.dead_letters import fit_message_id
 from shared.errors import ConfigurationError
 from shared.publisher import Publisher
 from shared.signatures import Signer
 from shared.settings import Settings
+from shared.untrusted_json import parse_object
 
 
 class EmbeddedBrokerOutOfReach(ConfigurationError):
@@ -78,21 +82,38 @@ class BrokerLetter:
 
     @property
     def message_id(self) -> str:
-        return str(self.message.get("message_id", ""))
+        """The message's id as its dead-letter row holds it (shared/dead_letters.py ``fit_message_id``)."""
+        message_id = self.message.get("message_id")
+        return fit_message_id(message_id) if isinstance(message_id, str) else ""
 
     @property
     def body(self) -> str:
         """The envelope JSON (the dramatiq message's single argument)."""
-        args = self.message.get("args") or []
-        return args[0] if args and isinstance(args[0], str) else json.dumps(args)
+        args = self.message.get("args")
+        if isinstance(args, list) and len(args) == 1 and isinstance(args[0], str):
+            return args[0]
+        return json.dumps(args)
 
 
 def parse_dramatiq_message(raw: bytes | str) -> dict[str, Any]:
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return {"message_id": "", "args": [raw.decode(errors="replace") if isinstance(raw, bytes) else raw]}
-    return message if isinstance(message, dict) else {"message_id": "", "args": [json.dumps(message)]}
+    """The dramatiq message the bytes hold, as a dict; never raises, whatever the bytes.
+
+    Bytes that are not a JSON object (not JSON, not UTF-8, nested too deep) become a message whose
+    single argument is their text and whose id is derived from them (as the intake derives one,
+    shared/intake.py), so each is a letter of its own; a message without a string id gets one too.
+    """
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    message = parse_object(data)
+    if message is None:
+        return {"message_id": derived_message_id(data), "args": [data.decode("utf-8", "backslashreplace")]}
+    if not isinstance(message.get("message_id"), str) or not message["message_id"]:
+        message = {**message, "message_id": derived_message_id(data)}
+    return message
+
+
+def derived_message_id(data: bytes) -> str:
+    """An id for bytes that name none: the same bytes, the same id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, hashlib.sha256(data).hexdigest()))
 
 
 class HeldDeadLetters(ABC):

@@ -5,11 +5,14 @@ the message itself until it expires. A letter is listed from its row, cross-chec
 broker: one whose broker copy has expired is still listed (and can still be replayed, from the
 row's copy of the envelope), flagged ``in_broker: false``. A broker copy without a row (the
 side could not record the reason) is listed too, under a cause of its own.
+
+Whatever a letter's body holds (not JSON, not UTF-8, JSON nested 100,000 deep, fields of the
+wrong types), it is listed, grouped and shown: bodies are read with :mod:`shared.untrusted_json`,
+and one that is not JSON is shown as text, capped, its non-printable characters escaped.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,12 +20,17 @@ from datetime import datetime
 from typing import Any
 
 from contracts.queues import all_queues
+from shared.dead_letters import body_cut_size
+from shared.untrusted_json import parse_object, read, shown, text_field
 from workers.operations.broker_queues import BrokerLetter, BrokerQueues
 from workers.operations.dead_letter_records import DeadLetterLedgers, DeadLetterRecord
-from workers.operations.failure_causes import Cause, cause_of
+from workers.operations.failure_causes import Cause, cause_of, refusal_reason
 
 UNRECORDED = "UnrecordedReason"
 UNRECORDED_TEXT = "dead-lettered without a recorded reason (see the consuming worker's log)"
+#: Widths of what a letter without a row shows from its broker copy (as a row would hold them).
+_CONTRACT_CHARACTERS = 64
+_ACTOR_CHARACTERS = 128
 
 
 @dataclass(frozen=True)
@@ -40,20 +48,33 @@ class DeadLetter:
     def cause(self) -> Cause:
         if self.record is None:
             return cause_of(self.contract, UNRECORDED, UNRECORDED_TEXT)
-        return cause_of(self.record.contract, self.record.error_type, self.record.error)
+        return cause_of(self.record.contract, self.record.error_type, self.record.error, self.queue_name)
+
+    @property
+    def reason(self) -> str | None:
+        """The refusal's reason when the letter was refused (unauthenticated, malformed...), else None."""
+        return refusal_reason(self.record.error_type) if self.record is not None else None
 
     @property
     def contract(self) -> str | None:
         if self.record is not None:
             return self.record.contract
-        envelope = envelope_of(self.body)
-        contract = envelope.get("contract") if isinstance(envelope, dict) else None
-        return contract if isinstance(contract, str) else None
+        return text_field(parse_object(self.body), "contract", _CONTRACT_CHARACTERS)
 
     @property
     def body(self) -> str:
-        """The original envelope JSON, from the row (it outlives the broker's copy)."""
-        return self.record.body if self.record is not None else self.broker_copies[0].body
+        """The original envelope JSON, from the row (it outlives the broker's copy); from the broker's
+        copy when there is no row, or when the row kept only the start of a huge body."""
+        if self.record is None:
+            return self.broker_copies[0].body
+        if self.body_cut and self.broker_copies:
+            return self.broker_copies[0].body
+        return self.record.body
+
+    @property
+    def body_cut(self) -> bool:
+        """Whether the row kept only the start of the body (shared/dead_letters.py ``BODY_BYTES``)."""
+        return self.record is not None and body_cut_size(self.record.body) is not None
 
     @property
     def dead_at(self) -> datetime | None:
@@ -70,7 +91,7 @@ class DeadLetter:
                 return queue.actor_name
         if self.record is not None:
             return self.record.actor_name
-        return str(self.broker_copies[0].message.get("actor_name", ""))
+        return text_field(self.broker_copies[0].message, "actor_name", _ACTOR_CHARACTERS) or ""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -81,6 +102,7 @@ class DeadLetter:
             "attempts": self.record.attempts if self.record else None,
             "correlation_id": self.record.correlation_id if self.record else None,
             "in_broker": self.in_broker,
+            "reason": self.reason,
         }
 
 
@@ -118,12 +140,18 @@ class DeadLetterGroup:
         latest = max(self.letters, key=lambda letter: (letter.dead_at is not None, letter.dead_at or 0))
         return latest.record.error if latest.record else UNRECORDED_TEXT
 
+    @property
+    def reason(self) -> str | None:
+        """The refusal's reason when the group's letters were refused (unauthenticated, malformed...)."""
+        return self.cause.reason
+
     def as_json(self) -> dict[str, Any]:
         return {
             "group_id": self.group_id,
             "contract": self.cause.contract,
             "error_kind": self.error_kind,
             "error_type": self.cause.error_type,
+            "reason": self.cause.reason,
             "pattern": self.cause.pattern,
             "example": self.example,
             "count": len(self.letters),
@@ -210,11 +238,10 @@ def _by_prefix(wanted: str, candidates: list[Any], key: Any) -> Any:
 
 
 def envelope_of(body: str) -> Any:
-    """The body as JSON when it is JSON (an envelope, normally); the raw text otherwise."""
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body
+    """The body as JSON when it is JSON (an envelope, normally); otherwise its start as text, capped,
+    non-printable characters escaped (:func:`shared.untrusted_json.shown`). Never raises."""
+    reading = read(body)
+    return reading.value if reading.is_json else shown(body)
 
 
 def _iso(moment: datetime | None) -> str | None:

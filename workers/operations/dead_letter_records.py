@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from shared import migrations
-from shared.errors import DualWriteError, error_kind
-from shared.dead_letters import describe_error
+from shared.errors import DualWriteError
+from shared.dead_letters import dead_letter_row, describe_error
 from shared.settings import Settings
 from shared.side import open_database
 from shared.side_database import SideDatabase
@@ -144,20 +144,18 @@ class DeadLetterLedgers:
                 return
             connection.execute(
                 table.insert(),
-                {
-                    "message_id": record.message_id,
-                    "queue_name": record.queue_name,
-                    "actor_name": record.actor_name,
-                    "contract": record.contract,
-                    "correlation_id": record.correlation_id,
-                    "error_kind": error_kind(error),
-                    "error_type": type(error).__name__,
-                    "error": describe_error(error),
-                    "traceback": f"refused on replay by {operator}: {type(error).__name__}: {describe_error(error)}",
-                    "attempts": record.attempts,
-                    "body": record.body,
-                    "dead_at": datetime.now(UTC),
-                },
+                dead_letter_row(  # each value fitted to its column, as when the death was first recorded
+                    table,
+                    message_id=record.message_id,
+                    queue_name=record.queue_name,
+                    actor_name=record.actor_name,
+                    contract=record.contract,
+                    correlation_id=record.correlation_id,
+                    error=error,
+                    traceback=f"refused on replay by {operator}: {type(error).__name__}: {describe_error(error)}",
+                    attempts=record.attempts,
+                    body=record.body,
+                ),
             )
 
     def _select(self, side: str, statement: Any) -> list[DeadLetterRecord]:

@@ -9,11 +9,22 @@ side's row, so a letter whose broker copy has expired can be replayed too.
 Order of the steps, per letter: send, then take the broker's copy off ``<queue>.XQ``, then mark
 the row. A crash in between leaves the letter listed as dead; replaying it again sends a
 duplicate that the inbox ignores. Nothing is lost either way.
+
+Some letters are never sent back, because a replay is signed with the operators' key (heard on
+every queue) and would vouch for whatever it carries:
+
+- a ``Malformed`` letter is bytes that were never a message: it can only be purged;
+- an ``Unauthenticated`` or ``Forbidden`` one came from a sender the queue does not hear, and one
+  dead without a recorded reason was never checked at all: they are sent back only when the
+  operator says they checked the sender (``trust_sender``, ``dualwrite dlq replay --trust-sender``),
+  else replaying would launder a forgery;
+- one whose row kept only the start of a huge body, once the broker's copy is gone.
+
+A replay skips them (listed in its report, rows untouched); an edit of one raises NotReplayable.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,18 +35,55 @@ from pydantic import ValidationError
 from contracts.envelope import Envelope
 from contracts.registry import ContractRegistry, describe_validation_error, payload_of
 from shared.signatures import Signer
-from shared.errors import InvalidContract, PermanentError
+from shared.dead_letters import body_cut_size
+from shared.errors import DualWriteError, Forbidden, InvalidContract, Malformed, PermanentError, Unauthenticated
 from shared.logging import get_logger
+from shared.untrusted_json import parse_object
 from workers.operations.audit import AuditLog
 from workers.operations.broker_queues import BrokerQueues, HeldDeadLetters
 from workers.operations.dead_letter_queue import DeadLetter
 from workers.operations.dead_letter_reports import REPLAY_OPTION
 from workers.operations.dead_letter_records import DeadLetterLedgers, Outcome
+from workers.operations.failure_causes import refusal_reason
 
 log = get_logger(__name__)
 
 #: progress(done, total), called after each letter.
 Progress = Callable[[int, int], None]
+
+#: Refusals whose sender the queue does not hear: sent back only when the operator trusts the sender.
+UNTRUSTED_SENDER = frozenset({Unauthenticated.__name__, Forbidden.__name__})
+TRUST_SENDER_OPTION = "--trust-sender"
+
+
+class NotReplayable(DualWriteError):
+    """Raised when a dead letter may not be sent back (see the module's notes); nothing was sent."""
+
+
+def why_not_replayable(letter: DeadLetter, *, trust_sender: bool = False) -> str | None:
+    """Why the letter may not be sent back to its queue; None when it may."""
+    error_type = letter.record.error_type if letter.record is not None else None
+    if error_type == Malformed.__name__:
+        return "malformed bytes, not a message (it was never heard): it can only be purged"
+    if letter.body_cut and not letter.broker_copies:
+        size = body_cut_size(letter.record.body) if letter.record is not None else None
+        return (
+            f"its body ({size or 0:,} bytes) was cut when recorded and the broker's copy is gone: "
+            "it can only be purged (the sender can send it again)"
+        )
+    if trust_sender:
+        return None
+    if error_type in UNTRUSTED_SENDER:
+        return (
+            f"refused as {refusal_reason(error_type)}: sending it back would sign it with the operators' key; "
+            f"check who sent it, then give {TRUST_SENDER_OPTION} (or purge it)"
+        )
+    if letter.record is None:
+        return (
+            "dead without a recorded reason, its sender never checked: sending it back would sign it with the "
+            f"operators' key; check who sent it, then give {TRUST_SENDER_OPTION} (or purge it)"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +96,23 @@ class Refusal:
         return {"message_id": self.message_id, "error_type": self.error_type, "error": self.error}
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A letter a replay did not send (it may not be sent back): its row and broker copy untouched."""
+
+    message_id: str
+    error_type: str | None
+    why: str
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "message_id": self.message_id,
+            "error_type": self.error_type,
+            "reason": refusal_reason(self.error_type),
+            "why": self.why,
+        }
+
+
 @dataclass
 class RepairReport:
     """What a replay, edit or purge did."""
@@ -57,6 +122,8 @@ class RepairReport:
     done: list[str] = field(default_factory=list)
     #: Letters not sent because they still do not validate; they stay dead with this reason.
     refused: list[Refusal] = field(default_factory=list)
+    #: Letters not sent because they may not be sent back (malformed, an untrusted sender...).
+    skipped: list[Skipped] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +132,7 @@ class RepairReport:
             "count": len(self.done),
             "message_ids": self.done,
             "refused": [refusal.as_json() for refusal in self.refused],
+            "skipped": [skipped.as_json() for skipped in self.skipped],
         }
 
 
@@ -90,11 +158,24 @@ class DeadLetterRepair:
         #: changes the bytes, and a replay sends the envelope upcast to the newest version.
         self.signer = signer
 
-    def replay(self, letters: list[DeadLetter], target: str, progress: Progress | None = None) -> RepairReport:
-        """Send each letter back to its queue as the newest version of its contract."""
+    def replay(
+        self, letters: list[DeadLetter], target: str, progress: Progress | None = None, *, trust_sender: bool = False
+    ) -> RepairReport:
+        """Send each letter back to its queue as the newest version of its contract.
+
+        Letters that may not be sent back are skipped (``why_not_replayable``); ``trust_sender`` is the
+        operator's word that they checked the sender of the refused or unrecorded ones.
+        """
         report = RepairReport("replay", target)
-        with self._audited(report):
-            for queue_name, held, letter in self._held(letters, progress, report):
+        sendable = []
+        for letter in letters:
+            why = why_not_replayable(letter, trust_sender=trust_sender)
+            if why is None:
+                sendable.append(letter)
+            else:
+                report.skipped.append(Skipped(letter.message_id, letter.record.error_type if letter.record else None, why))
+        with self._audited(report, **({"trust_sender": True} if trust_sender else {})):
+            for queue_name, held, letter in self._held(sendable, progress, report):
                 try:
                     body = newest_version_of(self.registry, letter.body)
                 except PermanentError as error:
@@ -104,14 +185,18 @@ class DeadLetterRepair:
                 report.done.append(letter.message_id)
         return report
 
-    def edit(self, letter: DeadLetter, correction: "Correction", target: str) -> RepairReport:
+    def edit(self, letter: DeadLetter, correction: "Correction", target: str, *, trust_sender: bool = False) -> RepairReport:
         """Replay a corrected payload (or whole envelope) in place of the original; both are kept.
 
-        Nothing is sent, recorded or audited when the correction does not validate: the error says why.
+        Nothing is sent, recorded or audited when the correction does not validate (PermanentError)
+        or the letter may not be sent back (NotReplayable): the error says why.
         """
+        why = why_not_replayable(letter, trust_sender=trust_sender)
+        if why is not None:
+            raise NotReplayable(f"{letter.message_id} cannot be edited: {why}")
         body = newest_version_of(self.registry, corrected_envelope(letter, correction))
         report = RepairReport("edit", target)
-        with self._audited(report, source=correction.source):
+        with self._audited(report, source=correction.source, **({"trust_sender": True} if trust_sender else {})):
             with self.broker.hold_dead_letters(letter.queue_name) as held:
                 self._send_back(letter.queue_name, held, letter, body, Outcome.EDITED)
             report.done.append(letter.message_id)
@@ -176,6 +261,8 @@ class _AuditOnExit:
         if not report.done and not report.refused and error is None:
             return
         details = {"message_ids": report.done, "refused": [r.as_json() for r in report.refused], **self.details}
+        if report.skipped:
+            details["skipped"] = [skipped.as_json() for skipped in report.skipped]
         if error is not None:
             details["stopped_by"] = f"{type(error).__name__}: {error}"
         self.audit.record(self.operator, report.action, report.target, len(report.done), details)
@@ -213,7 +300,7 @@ def corrected_envelope(letter: DeadLetter, correction: Correction) -> str:
     if "payload" in correction.document:
         corrected = {**correction.document, "message_id": letter.message_id}
     else:
-        corrected = {**_json_object(letter.body), "payload": correction.document}
+        corrected = {**(parse_object(letter.body) or {}), "payload": correction.document}
     if correction.version is not None:
         corrected["version"] = correction.version
     if correction.legal_entity is not None:
@@ -223,10 +310,3 @@ def corrected_envelope(letter: DeadLetter, correction: Correction) -> str:
     except ValidationError as error:
         raise InvalidContract(describe_validation_error(error, "envelope.")) from None
 
-
-def _json_object(body: str) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -18,7 +18,6 @@ and unreported, which the side's inbox and ``dualwrite trace`` still show.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from shared.dead_letters import DeadLetter, describe_error, insert_dead_letter, 
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.side_database import SideDatabase
+from shared.untrusted_json import parse_object
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -179,11 +179,7 @@ def row_keys(map_name: str, side: Side, envelope: dict[str, Any], legal_entity: 
 
 
 def _envelope(body: str) -> dict[str, Any]:
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return {}
-    return envelope if isinstance(envelope, dict) else {}
+    return parse_object(body) or {}  # whatever the body: not JSON, nested 100,000 deep...
 
 
 def _text(value: Any) -> str | None:

@@ -270,5 +270,5 @@ def _names_report(body: str, report: ReportRef) -> bool:
         rows = envelope["payload"]["rows"]
         same_company = str(envelope.get("legal_entity") or "").upper() == report.legal_entity
         return same_company and any(str(row.get("report_id") or "").upper() == report.report_id for row in rows)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # a dead letter's body is anyone's
         return False

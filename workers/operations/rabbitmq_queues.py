@@ -112,9 +112,10 @@ class _RabbitmqDeadLetters(HeldDeadLetters):
 
 def _dead_at(message: Any) -> datetime | None:
     """When RabbitMQ dead-lettered the message: the newest ``x-death`` entry's time."""
-    headers = message.properties.get("application_headers") or {}
-    deaths = headers.get("x-death") or []
-    moment = deaths[0].get("time") if deaths and isinstance(deaths[0], dict) else None
+    # The headers are the publisher's to write too: any shape is possible.
+    headers = message.properties.get("application_headers")
+    deaths = headers.get("x-death") if isinstance(headers, dict) else None
+    moment = deaths[0].get("time") if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else None
     if isinstance(moment, datetime):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return None

@@ -90,7 +90,7 @@ class RedisQueues(BrokerQueues):
         if raw is None:  # fetched meanwhile
             return None
         timestamp = parse_dramatiq_message(raw).get("message_timestamp")
-        return datetime.fromtimestamp(timestamp / 1000, UTC) if isinstance(timestamp, int | float) else None
+        return _moment(timestamp)
 
     @contextmanager
     def hold_dead_letters(self, queue_name: str) -> Iterator[HeldDeadLetters]:
@@ -106,7 +106,7 @@ class _RedisDeadLetters(HeldDeadLetters):
         members = self.client.zrange(self.ids_key, 0, -1, withscores=True)
         stored = self.client.hmget(self.messages_key, [member for member, _ in members]) if members else []
         self.letters = [
-            BrokerLetter(queue_name, parse_dramatiq_message(raw), datetime.fromtimestamp(score / 1000, UTC), handle=member)
+            BrokerLetter(queue_name, parse_dramatiq_message(raw), _moment(score), handle=member)
             for (member, score), raw in zip(members, stored)
             if raw is not None
         ]
@@ -120,3 +120,13 @@ class _RedisDeadLetters(HeldDeadLetters):
                 multi.hdel(self.messages_key, *chunk)
                 removed += multi.execute()[0]
         return removed
+
+
+def _moment(milliseconds: object) -> datetime | None:
+    """A time in milliseconds since the epoch, as anyone may have written it (a string, 1e300): None when it is none."""
+    if not isinstance(milliseconds, int | float) or isinstance(milliseconds, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(milliseconds / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

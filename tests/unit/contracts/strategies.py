@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from hypothesis import strategies as st
 from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 
-from contracts import money
+from contracts import money, wire
 
 #: Any JSON document: what a confused or hostile publisher might send.
 json_values = st.recursive(
@@ -56,6 +56,13 @@ def _decimal(metadata: list[Any]) -> st.SearchStrategy[Decimal]:
     return st.decimals(min_value=low, max_value=high, places=places, allow_nan=False, allow_infinity=False)
 
 
+#: Characters a text field may hold: no C0 control characters (free text may hold tab and line breaks).
+_PLAIN_CHARACTERS = st.characters(codec="utf-8", exclude_characters="".join(chr(code) for code in range(0x20)))
+_FREE_CHARACTERS = st.characters(
+    codec="utf-8", exclude_characters="".join(chr(code) for code in range(0x20) if chr(code) not in "\t\n\r")
+)
+
+
 def _string(metadata: list[Any]) -> st.SearchStrategy[str]:
     checks = [item.func for item in metadata if isinstance(item, AfterValidator)]
     if money._iso_currency in checks:
@@ -65,7 +72,12 @@ def _string(metadata: list[Any]) -> st.SearchStrategy[str]:
         return st.from_regex(constraints.pattern, fullmatch=True)
     low = constraints.min_length if constraints and constraints.min_length else 0
     high = constraints.max_length if constraints and constraints.max_length else 50
-    text = st.text(st.characters(codec="utf-8"), min_size=low, max_size=high)
+    characters = st.characters(codec="utf-8")
+    if wire.plain_text in metadata:
+        characters = _PLAIN_CHARACTERS
+    elif wire.free_text in metadata:
+        characters = _FREE_CHARACTERS
+    text = st.text(characters, min_size=low, max_size=high)
     if constraints is not None and constraints.strip_whitespace and low:
         text = text.filter(lambda value: len(value.strip()) >= low)
     return text
@@ -103,7 +115,7 @@ def value_strategy(annotation: Any, metadata: list[Any] | None = None) -> st.Sea
     if annotation is int:
         return _integer(metadata)
     if annotation is Decimal:
-        return _decimal(metadata).map(str)
+        return _decimal(metadata).map(lambda value: format(value, "f"))  # the documented form, never "1E-8"
     if annotation is dt.date:
         return st.dates(dt.date(1990, 1, 1), dt.date(2100, 12, 31)).map(dt.date.isoformat)
     if annotation is str:

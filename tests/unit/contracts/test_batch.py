@@ -61,11 +61,14 @@ def test_a_repeated_integration_key_is_refused_naming_the_row_that_repeats_it():
         CreateTransactionCategoriesV1.model_validate({"rows": rows})
 
 
-def test_keys_are_compared_after_normalisation_so_case_does_not_hide_a_repeat():
+def test_keys_are_kept_as_sent_and_two_that_differ_only_in_case_are_refused():
     rows = [{"category": "travel", "name": "Travel"}, {"category": "TRAVEL", "name": "Travel again"}]
 
-    with pytest.raises(ValidationError, match=r"rows\.1 repeats the integration key \(category=TRAVEL\)"):
+    with pytest.raises(ValidationError, match=r"rows\.1 repeats the integration key of rows\.0 in another case "
+                       r"\(category=TRAVEL; category=travel\)"):
         CreateTransactionCategoriesV1.model_validate({"rows": rows})
+    [alone] = CreateTransactionCategoriesV1.model_validate({"rows": rows[:1]}).rows
+    assert alone.category == "travel"
 
 
 def test_a_composite_key_repeats_only_when_every_part_repeats():
@@ -75,6 +78,8 @@ def test_a_composite_key_repeats_only_when_every_part_repeats():
 
     assert [(row.project_id, row.line_number) for row in batch.rows] == [("PRJ-1", 1), ("PRJ-1", 2), ("PRJ-2", 1)]
     with pytest.raises(ValidationError, match=r"rows\.3 repeats the integration key \(project_id=PRJ-1, line_number=2\)"):
+        CreateExpenseEstimatesV2.model_validate({"rows": distinct + [estimate_line("PRJ-1", 2)]})
+    with pytest.raises(ValidationError, match=r"rows\.3 repeats the integration key of rows\.1 in another case"):
         CreateExpenseEstimatesV2.model_validate({"rows": distinct + [estimate_line("prj-1", 2)]})
 
 

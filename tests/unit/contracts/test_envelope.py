@@ -36,11 +36,21 @@ def test_an_unknown_field_is_refused(envelope):
     assert problem["type"] == "extra_forbidden"
 
 
-@pytest.mark.parametrize("sent, kept", [("usmf", "USMF"), ("UsMf", "USMF"), ("de01", "DE01"), ("A", "A")])
-def test_the_legal_entity_is_kept_in_upper_case(envelope, sent, kept):
-    parsed = Envelope.model_validate(envelope("create_projects", 1, {"rows": []}, legal_entity=sent))
+@pytest.mark.parametrize("code", ["USMF", "DE01", "A", "12345678"])
+def test_a_legal_entity_in_upper_case_is_kept_as_sent(envelope, code):
+    parsed = Envelope.model_validate(envelope("create_projects", 1, {"rows": []}, legal_entity=code))
 
-    assert parsed.legal_entity == kept
+    assert parsed.legal_entity == code
+
+
+@pytest.mark.parametrize("sent, wanted", [("usmf", "USMF"), ("UsMf", "USMF"), ("de01", "DE01")])
+def test_a_legal_entity_in_lower_case_is_refused_naming_the_code_to_send(envelope, sent, wanted):
+    with pytest.raises(ValidationError) as refused:
+        Envelope.model_validate(envelope("create_projects", 1, {"rows": []}, legal_entity=sent))
+
+    [problem] = refused.value.errors()
+    assert problem["loc"] == ("legal_entity",)
+    assert problem["msg"] == f"company codes are upper case: send {wanted!r}, not {sent!r}"
 
 
 @pytest.mark.parametrize("legal_entity", ["", "US-MF", "us mf", "ABCDEFGHI", "usmf\n", "ÜSMF"])
@@ -94,8 +104,8 @@ def test_an_envelope_cannot_be_changed_after_it_is_built(envelope):
 def test_new_envelope_stamps_a_fresh_id_and_an_aware_time():
     before = datetime.now(UTC)
 
-    first = new_envelope(contract="create_projects", version=1, source=Side.UPSTREAM, payload={}, correlation_id="P-1", legal_entity="usmf")
-    second = new_envelope(contract="create_projects", version=1, source=Side.UPSTREAM, payload={}, correlation_id="P-1", legal_entity="usmf")
+    first = new_envelope(contract="create_projects", version=1, source=Side.UPSTREAM, payload={}, correlation_id="P-1", legal_entity="USMF")
+    second = new_envelope(contract="create_projects", version=1, source=Side.UPSTREAM, payload={}, correlation_id="P-1", legal_entity="USMF")
 
     assert first.message_id != second.message_id
     assert first.occurred_at.tzinfo is not None and first.occurred_at >= before

@@ -1,7 +1,7 @@
-"""The inbox keeps the SHA-256 of each message's envelope bytes.
+"""The inbox keeps the SHA-256 of what each message asked for (contract, version, source, company, payload).
 
-A message id applied before that arrives again with other bytes is then refused as a conflicting
-duplicate instead of being dropped as a redelivery. Rows applied before this revision have no
+A message id applied before that arrives again asking for something else is then refused as a
+conflicting duplicate instead of being dropped as a redelivery. Rows applied before this revision have no
 digest: a later copy of one of them is taken as a redelivery, as before.
 
 Revision ID: 0005_inbox_digest

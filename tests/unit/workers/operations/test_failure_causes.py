@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from workers.operations.failure_causes import cause_of, message_pattern
+from workers.operations.failure_causes import PATTERN_SOURCE_CHARACTERS, cause_of, message_pattern
 
 
 @pytest.mark.parametrize(
@@ -51,3 +53,34 @@ def test_the_same_cause_has_the_same_short_id_and_another_cause_another() -> Non
     assert len({first.cause_id, other_contract.cause_id, other_type.cause_id}) == 3
     # stable across processes and releases: derived from the cause, not from the order of discovery
     assert first.cause_id == cause_of("create_projects", "BusinessRuleViolation", "project 'X' is closed").cause_id
+
+
+def test_the_ids_of_ordinary_causes_are_those_of_earlier_releases() -> None:
+    cause = cause_of("create_projects", "BusinessRuleViolation", "project 'P-1' is closed")
+
+    key = "create_projects\x1fBusinessRuleViolation\x1fproject '<value>' is closed"
+    assert cause.cause_id == hashlib.sha256(key.encode()).hexdigest()[:8]
+    assert (cause.reason, cause.queue, cause.refused) == (None, None, False)
+
+
+def test_a_refusal_is_grouped_by_reason_and_queue_whatever_its_text_and_contract() -> None:
+    one = cause_of("create_projects", "Unauthenticated", "unsigned message", "finance.commands")
+    other_text = cause_of("anything", "Unauthenticated", "unknown signing key 'k-1'", "finance.commands")
+    other_queue = cause_of("create_projects", "Unauthenticated", "unsigned message", "dataverse.commands")
+    other_reason = cause_of("create_projects", "Forbidden", "unsigned message", "finance.commands")
+    not_refused = cause_of("create_projects", "InvalidContract", "unsigned message", "finance.commands")
+
+    assert one == other_text and one.cause_id == other_text.cause_id
+    assert (one.reason, one.contract, one.pattern, one.refused) == ("unauthenticated", None, "refused: unauthenticated", True)
+    assert len({one.cause_id, other_queue.cause_id, other_reason.cause_id, not_refused.cause_id}) == 4
+    assert not_refused.reason is None and not_refused.queue is None
+    assert {cause_of(None, kind, "x", "q").reason for kind in ("Malformed", "ConflictingDuplicate", "Refused")} == {
+        "malformed", "conflicting duplicate", "refused",
+    }
+
+
+def test_a_huge_error_text_is_read_in_bounded_time_and_only_its_start_makes_the_pattern() -> None:
+    start = "x refused: " + "; ".join(f"problem{chr(97 + n % 26)}{chr(97 + n // 26 % 26)}" for n in range(400))
+    huge = start + "; " + "; ".join(f"word{n}" for n in range(200_000))
+
+    assert message_pattern(huge) == message_pattern(huge[:PATTERN_SOURCE_CHARACTERS])
