@@ -1,7 +1,10 @@
-"""The thin actor in front of every queue: decode, upcast, validate, then run the handler in a unit of work.
+"""The thin actor in front of every queue: authenticate, decode, upcast, validate, authorize, then
+run the handler in a unit of work.
 
-Everything a handler needs arrives as arguments; it never sees the broker. Permanent errors
-(see ``shared.errors``) dead-letter at once; anything else is retried by dramatiq with backoff.
+The signature is checked before the envelope is parsed, and the sender's right to send that
+contract to this queue once it is (``shared.signatures``). Everything a handler needs arrives as
+arguments; it never sees the broker. Permanent errors (see ``shared.errors``), refusals included,
+dead-letter at once; anything else is retried by dramatiq with backoff.
 """
 
 from __future__ import annotations

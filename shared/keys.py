@@ -316,8 +316,13 @@ class KeyRing:
 
 def load_key_ring(folder: Path, extra_signing: str | None, *, generate_for: Iterable[str] | None) -> KeyRing:
     """The ring of a key folder (made first when ``generate_for`` names senders and there is none)."""
-    if generate_for is not None:
-        generate_development_ring(folder, generate_for)
+    if generate_for is not None and not (folder / TRUSTED_FILE).exists():
+        try:
+            generate_development_ring(folder, generate_for)
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot make a development key ring in {folder}: {error.strerror or error}"
+            ) from None
     trusted_path = folder / TRUSTED_FILE
     if not trusted_path.exists():
         raise ConfigurationError(

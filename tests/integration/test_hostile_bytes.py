@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 import resource
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,6 +25,7 @@ from sqlalchemy import select
 
 from contracts.envelope import Side, new_envelope
 from contracts.queues import DATAVERSE_COMMANDS, Queue
+from shared.keys import SigningKey
 from shared.signatures import key_ring, seal
 from shared.waiting import wait_until
 from tests.integration.operators import settings_for
@@ -89,14 +92,14 @@ def dramatiq_fields(body: Any, **changes: Any) -> dict[str, Any]:
     return {**fields, **changes}
 
 
-def good_message(system: System, code: str, **changes: Any) -> tuple[bytes, str]:
+def good_message(system: System, code: str, sender: str = "project-operations", **changes: Any) -> tuple[bytes, str]:
     """A signed create_transaction_categories, as the README's wire format tells a publisher to write it."""
     envelope = new_envelope(
         contract="create_transaction_categories", version=1, source=Side.UPSTREAM,
         payload={"rows": [{"category": code, "name": code.title()}]}, correlation_id=f"hostile:{code}",
     )
     body = envelope.model_dump_json()
-    signature = seal(key_ring(system.runtime.settings).signer("project-operations"), body)
+    signature = seal(key_ring(system.runtime.settings).signer(sender), body)
     fields = dramatiq_fields(body, message_id=str(envelope.message_id), options=signature)
     return json.dumps({**fields, **changes}).encode(), str(envelope.message_id)
 
@@ -126,8 +129,35 @@ def hostile_inputs(system: System) -> dict[str, tuple[bytes, str]]:
         "steering option": (json.dumps(dramatiq_fields("x", options={"max_age": 1})).encode(), "option 'max_age'"),
         "huge": (json.dumps(dramatiq_fields("x" * (MAX_BYTES + 10))).encode(), "over the limit"),
         "unsigned envelope": (json.dumps(dramatiq_fields("{}")).encode(), "unsigned message"),
+        "untrusted key": (stranger_signed(system), "unknown signing key 'stranger-1'"),
+        "wrong sender": (good_message(system, "WRONGSENDER", sender="expense-management")[0], "expense-management may not write queue"),
     }
+    inputs.update({f"tampered {n}": (raw, "does not match the message") for n, raw in enumerate(tampered(system, 12))})
     return inputs
+
+
+def stranger_signed(system: System) -> bytes:
+    """Signed by a key nobody trusts, under the right sender's name."""
+    message, _ = good_message(system, "STRANGER")
+    fields = json.loads(message)
+    fields["options"] = seal(SigningKey.generate("project-operations", "stranger-1"), fields["args"][0])
+    return json.dumps(fields).encode()
+
+
+def tampered(system: System, count: int) -> list[bytes]:
+    """Signed messages with one character of the envelope changed after signing (seeded, so a
+    failure can be replayed): the outer message stays valid, the signature no longer matches."""
+    generator = random.Random(1103)
+    found = []
+    for number in range(count):
+        message, _ = good_message(system, f"TAMPER{number:02d}")
+        fields = json.loads(message)
+        body = fields["args"][0]
+        position = generator.randrange(len(body))
+        replacement = generator.choice([c for c in "0123456789ABCDEFXYZabcxyz-:. " if c != body[position]])
+        fields["args"][0] = body[:position] + replacement + body[position + 1 :]
+        found.append(json.dumps(fields).encode())
+    return found
 
 
 def dead_letters(system: System) -> list[Any]:
@@ -174,6 +204,18 @@ def test_bad_bytes_are_dead_lettered_with_their_reason_and_good_messages_around_
         queues.close()
     assert (counts.ready, counts.delayed, counts.in_flight or 0) == (0, 0, 0)
     assert categories(system) == {f"GOOD{i:02d}" for i in range(len(inputs))} | ({"LIAR"} if system.backend != "rabbitmq" else set())
+
+    # And each refusal was counted by its reason, for an alert to key on
+    refused = {
+        sample.labels["reason"]: sample.value
+        for metric in system.runtime.metrics.refusals.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["queue"] == QUEUE.name
+    }
+    by_type = Counter(row.error_type for row in dead_letters(system))
+    assert refused == {
+        "malformed": by_type["Malformed"], "unauthenticated": by_type["Unauthenticated"], "forbidden": by_type["Forbidden"]
+    }
 
 
 def rss_mb() -> float:

@@ -177,9 +177,11 @@ class DeadLetterQueue:
     def letters(self) -> list[DeadLetter]:
         """Every message dead now, oldest first."""
         records = self.ledgers.dead()
-        latest: dict[str, DeadLetterRecord] = {}
+        latest: dict[tuple[str, bool], DeadLetterRecord] = {}
         for record in records:  # oldest first: a later death of the same message wins
-            latest[record.message_id] = record
+            # ... but a refused stranger reusing a real letter's id is a letter of its own: it must
+            # not hide the real one from the operator, nor be taken for it.
+            latest[(record.message_id, refusal_reason(record.error_type) is not None)] = record
         copies = self._broker_copies({record.queue_name for record in records})
         letters = [
             DeadLetter(record.message_id, record.queue_name, record, tuple(copies.pop(record.message_id, ())), self.broker is not None)

@@ -91,7 +91,7 @@ def test_a_sender_is_heard_only_where_the_table_says(ring: KeyRing) -> None:
     body = envelope_json(Side.FINANCE, "msdyn_expenses")
     finance = Signer(ring, "finance").options(body)
     assert verifier.authenticate("msdyn_expenses.finance-to-bridge", body, finance).sender == "finance"
-    for queue in ("msdyn_expenses.bridge-to-dataverse", "msdyn_actuals.bridge-to-finance", "finance.commands", "dataverse.system-jobs"):
+    for queue in ("msdyn_expenses.bridge-to-dataverse", "msdyn_actuals.bridge-to-finance", "dataverse.commands", "dataverse.system-jobs"):
         with pytest.raises(Forbidden, match="may not write queue"):
             verifier.authenticate(queue, body, finance)
 
@@ -170,3 +170,10 @@ def test_table_maps_are_internal_and_every_command_has_a_sender() -> None:
     assert table.is_internal("msdyn_expenses") and table.is_internal("run_system_jobs")
     assert table.upstream_for("post_expense_reports") == ["expense-management"]
     assert table.senders("msdyn_actuals.bridge-to-finance") == {"bridge", OPERATOR}
+
+
+def test_a_key_folder_that_cannot_be_made_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="cannot make a development key ring"):
+        load_key_ring(blocker / "keys", None, generate_for=SENDERS)

@@ -95,3 +95,18 @@ def test_without_the_broker_letters_are_listed_unchecked() -> None:
     [letter] = queue.letters()
 
     assert letter.in_broker is None and letter.message_id == message_id
+
+
+def test_a_refused_stranger_reusing_a_real_letters_id_does_not_hide_it() -> None:
+    message_id = str(uuid.uuid4())
+    real = record(message_id, "P-1", minutes_ago=5)
+    forged = DeadLetterRecord(
+        **{**real.__dict__, "row_id": 2, "error_type": "Unauthenticated", "error": "unknown signing key 'x'",
+           "dead_at": datetime.now(UTC)}
+    )
+    queue = DeadLetterQueue(Ledgers([real, forged]), None)
+
+    letters = queue.letters()
+
+    assert sorted(letter.record.error_type for letter in letters) == ["BusinessRuleViolation", "Unauthenticated"]
+    assert len(queue.groups()) == 2
