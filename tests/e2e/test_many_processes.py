@@ -52,6 +52,7 @@ from contracts.catalog import default_registry
 from contracts.envelope import Side
 from shared.broker import make_broker
 from shared.settings import Settings
+from shared.signatures import key_ring
 from shared.side_database import SideDatabase
 from shared.waiting import Timeout, wait_until
 from tests.e2e.brokers import Broker
@@ -220,6 +221,8 @@ def deployment(broker: Broker, postgres_server: Any, tmp_path: Path) -> Iterator
     environment.update(
         {
             "DUALWRITE_BROKER_URL": broker.url,
+            # One development key ring for the workers and the test's publisher.
+            "DUALWRITE_KEYS_DIR": str(tmp_path / "keys"),
             "DUALWRITE_FINANCE_DB_URL": postgres_server.urls["finance"],
             "DUALWRITE_DATAVERSE_DB_URL": postgres_server.urls["dataverse"],
             "DUALWRITE_BRIDGE_DB_URL": postgres_server.urls["bridge"],
@@ -371,9 +374,12 @@ def backlog_for_dataverse(pipeline: Pipeline, deployment: Deployment, queues: An
 
 @pytest.mark.postgres
 def test_two_processes_per_side_survive_sigterm_and_sigkill(deployment: Deployment, broker: Broker) -> None:
-    dramatiq_broker = make_broker(Settings(broker_url=broker.url))
+    settings = Settings(broker_url=broker.url, keys_dir=Path(deployment.environment["DUALWRITE_KEYS_DIR"]))
+    dramatiq_broker = make_broker(settings)
     queues = broker_queues_for(dramatiq_broker, broker.url)
-    pipeline = Pipeline(deployment, dramatiq_broker, default_registry(), timeout=TIMEOUT, progress=lambda _: None)  # type: ignore[arg-type]
+    pipeline = Pipeline(
+        deployment, dramatiq_broker, default_registry(), key_ring(settings), timeout=TIMEOUT, progress=lambda _: None  # type: ignore[arg-type]
+    )
     try:
         for side in SIDES:
             deployment.start(side)
