@@ -106,8 +106,8 @@ TransactionTypeOption = option_value(TransactionType)
 #: An exchange rate: units of the accounting currency for one unit of the transaction currency.
 ExchangeRate = Annotated[
     Decimal,
-    decimal_text(digits=10, places=8, example="1.0850", zero_allowed=False),
     Field(gt=0, max_digits=18, decimal_places=8, allow_inf_nan=False),
+    decimal_text(digits=10, places=8, example="1.0850", zero_allowed=False),
     fixed_point,
     WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,8})?$", "description": "Exchange rate as a string"}),
 ]

@@ -51,8 +51,9 @@ def _to_cents(value: Decimal) -> Decimal:
 #: On the wire only a JSON string of the documented form: "125.40", never 125.4, "1e2" or " 125.40 ".
 Amount = Annotated[
     Decimal,
-    decimal_text(digits=15, places=2, example="125.40", zero_allowed=True),
+    # The constraints first: placed after a validator, pydantic checks them in Python (three times slower)
     Field(ge=0, max_digits=17, decimal_places=2, allow_inf_nan=False),
+    decimal_text(digits=15, places=2, example="125.40", zero_allowed=True),
     AfterValidator(_to_cents),
     fixed_point,
     WithJsonSchema(
@@ -67,8 +68,8 @@ Amount = Annotated[
 #: A positive quantity (units, nights, kilometres) with up to four decimals.
 Quantity = Annotated[
     Decimal,
-    decimal_text(digits=11, places=4, example="3", zero_allowed=False),
     Field(gt=0, max_digits=15, decimal_places=4, allow_inf_nan=False),
+    decimal_text(digits=11, places=4, example="3", zero_allowed=False),
     fixed_point,
     WithJsonSchema(
         {

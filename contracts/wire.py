@@ -71,14 +71,16 @@ class JsonSchemaPattern:
 
 
 def _refuse_characters(refused: set[str]) -> Callable[[str], str]:
+    found = re.compile("[" + "".join(re.escape(character) for character in sorted(refused)) + "]")
+
     def check(text: str) -> str:
-        for position, character in enumerate(text):
-            if character in refused:
-                raise PydanticCustomError(
-                    "control_character",
-                    "must not contain control character {character} (at position {position})",
-                    {"character": f"U+{ord(character):04X}", "position": position},
-                )
+        match = found.search(text)  # one pass in C: this runs on every name of every row
+        if match is not None:
+            raise PydanticCustomError(
+                "control_character",
+                "must not contain control character {character} (at position {position})",
+                {"character": f"U+{ord(match.group()):04X}", "position": match.start()},
+            )
         return text
 
     return check
@@ -105,7 +107,7 @@ def decimal_text(*, digits: int, places: int, example: str, zero_allowed: bool) 
     ``places`` after it: ``^[0-9]{1,digits}(\\.[0-9]{1,places})?$``, the form the JSON Schema documents.
 
     Each refusal says what is wrong (a number, an exponent, a sign, too many decimals), so the
-    reason an operator reads names the fix.
+    reason an operator reads names the fix; ``zero_allowed`` picks the wording of a negative's.
     """
     documented = re.compile(rf"[0-9]{{1,{digits}}}(\.[0-9]{{1,{places}}})?")
 
@@ -120,7 +122,7 @@ def decimal_text(*, digits: int, places: int, example: str, zero_allowed: bool) 
         if documented.fullmatch(value):
             return value  # then held to the field's limits (more than zero, where it must be) by pydantic
         if _DECIMAL_FORM.fullmatch(value):
-            whole, _, fraction = value.lstrip("-").partition(".")
+            fraction = value.partition(".")[2]
             if value.startswith("-"):
                 raise PydanticCustomError(
                     "greater_than_equal" if zero_allowed else "greater_than",

@@ -27,6 +27,7 @@ from tests.e2e.deployment import LocalDeployment
 from workers.bridge import tables as bridge
 from workers.bridge.row_versions import two_way_rows
 from workers.dataverse import tables as dataverse
+from workers.demo.expense_steps import SETUP_FILE
 from workers.finance import tables as finance
 
 CATEGORIES = table_map("msdyn_expensecategories")
@@ -63,6 +64,7 @@ def test_two_bridge_processes_release_in_order_and_carry_a_two_way_map_once(
 ) -> None:
     deployment = local_deployment
     deployment.run_cli("db", "upgrade")
+    deployment.run_cli("setup", str(SETUP_FILE))  # finance's companies, DEMF among them
     # One consumer thread on each side: each applies messages in the order they were queued
     deployment.start("finance", ["dualwrite", "worker", "finance", "--threads", "1"])
     deployment.start("dataverse", ["dualwrite", "worker", "dataverse", "--threads", "1"])

@@ -167,6 +167,8 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
     # Given the migrate service of compose.yaml, run to completion, and its three workers started as local processes
     migrated = deployment.run_cli(*compose_file.command_argv(services["migrate"])[1:])
     assert [(side["side"], side["before"]) for side in migrated["sides"]] == [(side, None) for side in ("dataverse", "bridge", "finance")]
+    # And finance's companies loaded, as an operator does after the first deployment (USPM among them)
+    assert deployment.run_cli("setup", str(REPO / "workers" / "demo_data" / "setup.yaml"))["legal_entities"] == 2
     for side in WORKER_SIDES:
         deployment.start(side, compose_file.command_argv(services[side]))
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.support import System
+from tests.integration.support import System, load_test_companies
 from workers.runtime import Runtime
 
 
@@ -17,6 +17,7 @@ def system(backend) -> Iterator[System]:
     try:
         running = System(runtime, backend.name)
         runtime.create_tables()
+        load_test_companies(runtime)
         runtime.start()
         yield running
     finally:

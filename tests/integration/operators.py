@@ -28,7 +28,7 @@ from shared.settings import Settings
 from shared.waiting import wait_until
 from tests.conftest import embedded_settings, services_settings, unavailable
 from tests.e2e.brokers import BrokerUnavailable, throwaway_vhost
-from tests.integration.support import System
+from tests.integration.support import System, load_test_companies
 from workers.cli import main
 from workers.operations.broker_queues import BrokerQueues, broker_queues_for
 from workers.runtime import Runtime
@@ -135,6 +135,7 @@ def running_system(
     runtime = Runtime(settings)
     try:
         runtime.create_tables()
+        load_test_companies(runtime)
         runtime.start()
         operator_environment(monkeypatch, settings)
         system = OperatedSystem(runtime, name, capsys)

@@ -13,9 +13,12 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, func, select
+
+import workers
 
 from contracts.senders import OPERATOR, authorization
 from contracts.envelope import Envelope, Side
@@ -26,6 +29,8 @@ from shared.signatures import Signer, key_ring
 from shared.side_database import SideDatabase
 from workers.dataverse import tables as dataverse_tables
 from workers.finance import tables as finance_tables
+from workers.finance.setup_document import SetupDocument, read_setup_document
+from workers.finance.store.reference import save_setup
 from workers.runtime import Runtime
 from workers.upstream import publish
 
@@ -175,6 +180,24 @@ class System:
 
 
 FOUR_CLASSES = ["expense", "fee", "hour", "item"]
+
+#: The demo's finance set-up (USPM, DEMF), which the flows below use.
+DEMO_SETUP_FILE = Path(workers.__file__).parent / "demo_data" / "setup.yaml"
+
+
+def companies_of_the_tests() -> SetupDocument:
+    """Finance's set-up of every company the integration tests name: the demo's USPM and DEMF, and USMF
+    (set up as USPM is). Finance refuses a company it does not know, as a deployment would."""
+    demo = read_setup_document(DEMO_SETUP_FILE)
+    usmf = demo.legal_entities[0].model_copy(update={"legal_entity": "USMF", "name": "Contoso Manufacturing US"})
+    return demo.model_copy(update={"legal_entities": [*demo.legal_entities, usmf]})
+
+
+def load_test_companies(runtime: Runtime) -> None:
+    """What `dualwrite setup` does on deployment, for the test companies; a runtime without finance has none."""
+    if Side.FINANCE in runtime.sides:
+        with runtime.side(Side.FINANCE).database.engine.begin() as connection:
+            save_setup(connection, companies_of_the_tests())
 
 
 # -- given: the state a scenario starts from -----------------------------------------------------

@@ -87,6 +87,49 @@ CASES = {
         json.dumps(envelope("create_expense_estimates", 1, [{**ESTIMATE_V1, "amount": "-360.00"}], "USPM")),
         "InvalidContract", ("create_expense_estimates v1", "payload.rows.0.amount", "greater than or equal to 0"),
     ),
+    "amount as a JSON number": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 2, [{**ESTIMATE_V2, "unit_cost": 120.0}], "USPM")),
+        "InvalidContract", ("payload.rows.0.unit_cost", 'must be a JSON string such as "125.40", not a number'),
+    ),
+    "amount with an exponent from a v1 publisher": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 1, [{**ESTIMATE_V1, "amount": "1e3"}], "USPM")),
+        "InvalidContract", ("create_expense_estimates v1", "payload.rows.0.amount", "must be plain decimal digits"),
+    ),
+    "amount with spaces": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 2, [{**ESTIMATE_V2, "unit_cost": " 10.00 "}], "USPM")),
+        "InvalidContract", ("payload.rows.0.unit_cost", "must be plain decimal digits"),
+    ),
+    "version as a string": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_transaction_categories", "1", [{"category": "HOTEL", "name": "Hotel"}])),
+        "InvalidContract", ("envelope.version", "Input should be a valid integer"),
+    ),
+    "billable as a string": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_projects", 1, [{"project_id": "PRJ-US-100", "name": "Rollout",
+                                                    "project_manager": "maria", "billable": "yes"}], "USPM")),
+        "InvalidContract", ("payload.rows.0.billable", "Input should be a valid boolean"),
+    ),
+    "company code in lower case": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_expense_estimates", 2, [ESTIMATE_V2], "uspm")),
+        "InvalidContract", ("envelope.legal_entity", "company codes are upper case: send 'USPM', not 'uspm'"),
+    ),
+    # PostgreSQL cannot store U+0000 in text: refused as the contract's fault, never retried as a database error
+    "NUL in a text field": BadInput(
+        DATAVERSE, DATAVERSE_COMMANDS,
+        json.dumps(envelope("create_transaction_categories", 1, [{"category": "HOTEL", "name": "Ho\u0000tel"}])),
+        "InvalidContract", ("payload.rows.0.name", "must not contain control character U+0000 (at position 2)"),
+    ),
+    "NUL in the correlation id": BadInput(
+        FINANCE, FINANCE_COMMANDS,
+        json.dumps({**envelope("enable_expense_on_shared_category", 1, [{"category": "HOTEL", "expense_type": "hotel"}]),
+                    "correlation_id": "bad\u0000input"}),
+        "InvalidContract", ("envelope.correlation_id", "must not contain control character U+0000"),
+    ),
 }
 
 

@@ -60,6 +60,40 @@ INVALID = {
         "envelope.legal_entity",
     ),
     "malformed JSON": (["create_transaction_categories"], '{"rows": [', "not valid JSON"),
+    "amount as a JSON number": (
+        ["create_expense_estimates", "--legal-entity", "USPM"],
+        {"rows": [{**ESTIMATE, "unit_cost": 120}]},
+        'payload.rows.0.unit_cost: must be a JSON string such as "125.40", not a number',
+    ),
+    "amount with an exponent": (
+        ["create_expense_estimates", "--legal-entity", "USPM"],
+        {"rows": [{**ESTIMATE, "unit_cost": "1e3"}]},
+        "payload.rows.0.unit_cost: must be plain decimal digits",
+    ),
+    "amount with spaces": (
+        ["create_expense_estimates", "--legal-entity", "USPM"],
+        {"rows": [{**ESTIMATE, "unit_cost": " 10.00 "}]},
+        "payload.rows.0.unit_cost: must be plain decimal digits",
+    ),
+    "line number as a string": (
+        ["create_expense_estimates", "--legal-entity", "USPM"],
+        {"rows": [{**ESTIMATE, "line_number": "1"}]},
+        "payload.rows.0.line_number: Input should be a valid integer",
+    ),
+    "billable as a string": (
+        ["create_projects", "--legal-entity", "USPM"],
+        {"rows": [{"project_id": "PRJ-US-100", "name": "Rollout", "project_manager": "maria", "billable": "yes"}]},
+        "payload.rows.0.billable: Input should be a valid boolean",
+    ),
+    "NUL in a name": (["create_transaction_categories"], {"rows": [{"category": "TAXI", "name": "Ta\u0000xi"}]},
+                      "payload.rows.0.name: must not contain control character U+0000"),
+    "version as a string in an envelope": (
+        ["create_transaction_categories", "--envelope"],
+        {"message_id": "0b9f6d4e-54c1-4c47-9a57-0e9d1f0c2a12", "contract": "create_transaction_categories", "version": "1",
+         "source": "upstream", "legal_entity": None, "correlation_id": "erp:1", "causation_id": None,
+         "occurred_at": "2026-11-25T09:30:00Z", "payload": HOTEL},
+        "envelope.version: Input should be a valid integer",
+    ),
 }
 
 
@@ -90,7 +124,7 @@ def test_valid_input_exits_0_and_enqueues_one_message(
     status = main([
         "publish", "create_expense_categories", write(tmp_path, {"rows": [
             {"expense_category": "HOTEL", "name": "Hotel", "shared_category": "HOTEL"}]}),
-        "--legal-entity", "uspm", "--correlation-id", "expense-categories:USPM",
+        "--legal-entity", "USPM", "--correlation-id", "expense-categories:USPM",
         "--message-id", "0b9f6d4e-54c1-4c47-9a57-0e9d1f0c2a11", "--json",
     ])
 
@@ -117,3 +151,19 @@ def test_valid_input_exits_0_and_enqueues_one_message(
     assert envelope["message_id"] == result["message_id"]
     assert (envelope["contract"], envelope["version"], envelope["legal_entity"]) == ("create_expense_categories", 1, "USPM")
     assert envelope["payload"]["rows"][0]["expense_category"] == "HOTEL"
+
+
+def test_a_company_code_in_lower_case_is_refused_naming_the_code_to_send(
+    redis_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When an upstream system names its company in lower case
+    status = main([
+        "publish", "create_expense_categories", write(tmp_path, {"rows": [
+            {"expense_category": "HOTEL", "name": "Hotel", "shared_category": "HOTEL"}]}),
+        "--legal-entity", "uspm",
+    ])
+
+    # Then the option is refused (never upper-cased behind its back), and nothing is enqueued
+    assert status == ExitCode.USAGE
+    assert "company codes are upper case: send 'USPM', not 'uspm'" in capsys.readouterr().err
+    assert redis_client.dbsize() == 0

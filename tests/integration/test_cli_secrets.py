@@ -90,6 +90,7 @@ def dualwrite(argv: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    root.handlers[:] = []  # as in a fresh process: none left by an earlier test, bound to its closed stderr
     try:
         status = main([files.get(argument, argument) for argument in argv])
     except SystemExit as exit:

@@ -35,7 +35,7 @@ def test_a_transaction_category_becomes_four_shared_categories_in_finance(system
         "create_transaction_categories",
         [
             {"category": "HOTEL", "name": "Hotel", "description": "Lodging on project travel"},
-            {"category": "airfare", "name": "Airfare"},
+            {"category": "Airfare", "name": "Airfare"},  # kept exactly as sent
         ],
         correlation_id="transaction-categories:setup",
     )
@@ -43,7 +43,7 @@ def test_a_transaction_category_becomes_four_shared_categories_in_finance(system
 
     # Then Dataverse holds both, and finance holds exactly four shared categories per category
     assert system.count(DATAVERSE, dataverse.transaction_categories) == 2
-    assert system.shared_categories() == {"AIRFARE": FOUR_CLASSES, "HOTEL": FOUR_CLASSES}
+    assert system.shared_categories() == {"Airfare": FOUR_CLASSES, "HOTEL": FOUR_CLASSES}
     hotel = system.rows(
         FINANCE,
         select(finance.shared_categories.c.name, finance.shared_categories.c.description, finance.shared_categories.c.can_be_used_in_expense)
@@ -73,7 +73,7 @@ def test_an_expense_category_reaches_dataverse_for_its_legal_entity_only(system:
     system.publish(
         "create_expense_categories",
         [{"expense_category": "HOTEL", "name": "Hotel stays", "shared_category": "HOTEL"}],
-        legal_entity="uspm",
+        legal_entity="USPM",
         correlation_id="expense-categories:USPM",
     )
     system.settle()

@@ -20,6 +20,7 @@ from contracts.envelope import Envelope, Side
 from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
 from shared.waiting import wait_until
 from tests.integration.operators import OperatedSystem, operator_environment, settings_for
+from tests.integration.support import load_test_companies
 from workers.cli import main
 from workers.cli.exit_codes import ExitCode
 from workers.cli.queues_command import watch
@@ -44,6 +45,7 @@ def finance_only(
         runtime = Runtime(settings, [Side.FINANCE])
         try:
             runtime.create_tables()
+            load_test_companies(runtime)
             runtime.start()
             operator_environment(monkeypatch, settings)
             system = OperatedSystem(runtime, request.param, capsys)
@@ -63,7 +65,7 @@ def test_queues_shows_ready_delayed_in_flight_and_dead_messages(finance_only: Op
 
     # Given a message for Dataverse, whose worker is not running
     system.publish("create_transaction_categories", [{"category": "HOTEL", "name": "Hotel"}])
-    # And an approval for a company finance has no set-up for: retried, in a minute
+    # And an approval of a report finance does not hold (yet): retried, in a minute
     system.publish("approve_expense_reports", [{"report_id": "ER-1", "approver": "maria"}], legal_entity="USMF")
     # And a message of an unknown contract, dead at once
     system.put_raw(FINANCE_COMMANDS, '{"contract": "create_unicorns"}', message_id=str(uuid.uuid4()))

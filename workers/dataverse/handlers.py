@@ -22,6 +22,7 @@ from contracts.transaction_categories import (
 )
 from contracts.envelope import Side
 from contracts.row_versions import own_changes, stamp_local_change
+from shared.case_variants import refuse_case_variants
 from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import repository
@@ -30,6 +31,11 @@ from workers.dataverse.domain.projects import Project, change_project_status, es
 
 def create_transaction_categories(message: Decoded[CreateTransactionCategoriesV1], uow: UnitOfWork) -> None:
     """Transaction categories are mastered here and carried to finance by msdyn_transactioncategories."""
+    codes = [row.category for row in message.payload.rows]
+    refuse_case_variants(
+        "create_transaction_categories", "transaction category", codes,
+        repository.transaction_categories_in_another_case(uow.connection, codes),
+    )
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
     repository.save_transaction_categories(uow.connection, rows)
     uow.emit(
@@ -43,15 +49,23 @@ def create_transaction_categories(message: Decoded[CreateTransactionCategoriesV1
 
 def apply_expense_categories(message: Decoded[ExpenseCategoriesV1], uow: UnitOfWork) -> None:
     """msdyn_expensecategories: the legal-entity-specific copies of finance's expense categories."""
+    legal_entity = message.envelope.legal_entity
+    codes = [row.expense_category for row in message.payload.rows]
+    refuse_case_variants(
+        "msdyn_expensecategories", "expense category", codes,
+        repository.expense_categories_in_another_case(uow.connection, legal_entity, codes), f" of company {legal_entity}",
+    )
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
-    repository.save_expense_categories(uow.connection, message.envelope.legal_entity, rows)
+    repository.save_expense_categories(uow.connection, legal_entity, rows)
 
 
 def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None:
     """Projects are mastered here; an existing project keeps its status. msdyn_projects tells finance."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
-    existing = repository.projects_by_id(uow.connection, (row.project_id for row in rows), for_update=True)
+    ids = [row.project_id for row in rows]
+    refuse_case_variants("create_projects", "project", ids, repository.projects_in_another_case(uow.connection, ids))
+    existing = repository.projects_by_id(uow.connection, ids, for_update=True)
     created, refusals = [], Refusals("create_projects")
     for index, row in enumerate(rows):
         project = Project(legal_entity=legal_entity, **row.model_dump())

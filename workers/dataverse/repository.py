@@ -8,10 +8,28 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from contracts.fields import ProjectStatus
+from shared.case_variants import held_in_another_case
 from shared.database import as_row, upsert
 from shared.sql_lists import ValueList, one_of
 from workers.dataverse.domain.projects import ExpenseEstimate, Project
 from workers.dataverse.tables import expense_categories, expense_estimates, projects, transaction_categories
+
+
+def transaction_categories_in_another_case(connection: Connection, codes: Iterable[str]) -> dict[str, str]:
+    """Those of ``codes`` held only in another case, with the code as held (one statement)."""
+    return held_in_another_case(connection, transaction_categories.c.category, codes)
+
+
+def expense_categories_in_another_case(connection: Connection, legal_entity: str, codes: Iterable[str]) -> dict[str, str]:
+    """Those of ``codes`` that ``legal_entity`` holds only in another case, with the code as held."""
+    return held_in_another_case(
+        connection, expense_categories.c.expense_category, codes, expense_categories.c.legal_entity == legal_entity
+    )
+
+
+def projects_in_another_case(connection: Connection, project_ids: Iterable[str]) -> dict[str, str]:
+    """Those of ``project_ids`` held only in another case (by any company: project ids are unique), as held."""
+    return held_in_another_case(connection, projects.c.project_id, project_ids)
 
 
 def save_transaction_categories(connection: Connection, rows: list[dict[str, Any]]) -> None:

@@ -16,6 +16,8 @@ __all__ = ["Demo", "StepResult"]
 
 class Demo(CategorySteps, ExpenseSteps):
     def run(self) -> list[StepResult]:
+        # Finance knows its companies from its set-up and refuses any other: loaded before anything else
+        self.finance_setup()
         self.run_category_steps()
         self.run_expense_steps()
         return self.results

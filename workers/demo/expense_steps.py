@@ -69,7 +69,6 @@ class ExpenseSteps(Scenario):
     reconciliation: list[CompanyReconciliation]
 
     def run_expense_steps(self) -> None:
-        self.finance_setup()
         self.reports_created_and_submitted(["R-US-001", "R-US-002", "R-DE-001"])
         self.approval_refused()
         self.reports_approved(["R-US-001", "R-US-002", "R-DE-001"])

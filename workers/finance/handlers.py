@@ -12,8 +12,10 @@ from contracts.expense_categories import (
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from contracts.transaction_categories import TransactionCategoriesV1
+from shared.case_variants import refuse_case_variants
 from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
+from workers.finance.companies import known_company
 from workers.finance.store import categories as category_store
 from workers.finance.domain.categories import (
     enable_for_expense,
@@ -24,6 +26,11 @@ from workers.finance.domain.categories import (
 
 def create_shared_categories(message: Decoded[TransactionCategoriesV1], uow: UnitOfWork) -> None:
     """msdyn_transactioncategories: four shared categories per transaction category, once."""
+    codes = [row.category for row in message.payload.rows]
+    refuse_case_variants(
+        "msdyn_transactioncategories", "shared category", codes,
+        category_store.shared_categories_in_another_case(uow.connection, codes),
+    )
     categories = [
         shared
         for row in message.payload.rows
@@ -47,6 +54,12 @@ def create_expense_categories(message: Decoded[CreateExpenseCategoriesV1], uow: 
     """Expense categories of one legal entity; carried to Dataverse by msdyn_expensecategories."""
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
+    known_company(uow.connection, legal_entity)
+    codes = [row.expense_category for row in rows]
+    refuse_case_variants(
+        "create_expense_categories", "expense category", codes,
+        category_store.expense_categories_in_another_case(uow.connection, legal_entity, codes), f" of company {legal_entity}",
+    )
     shared = category_store.expense_shared_categories(uow.connection, (row.shared_category for row in rows))
     created, refusals = [], Refusals("create_expense_categories")
     for index, row in enumerate(rows):

@@ -20,6 +20,7 @@ from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
+from workers.finance.companies import known_company
 from workers.finance.domain.integration_journal import (
     Journal,
     JournalPosting,
@@ -58,8 +59,9 @@ class IntegrationRun:
 
 
 def stage_actuals(message: Decoded[ActualsV1], uow: UnitOfWork) -> None:
-    """msdyn_actuals: actuals land in the staging table, once each."""
+    """msdyn_actuals: actuals land in the staging table, once each (a company's that finance knows)."""
     legal_entity = message.envelope.legal_entity
+    known_company(uow.connection, legal_entity)
     actuals = [
         StagedActual(legal_entity=legal_entity, **row.model_dump(exclude={"skip_sync", "transaction_classification"}))
         for row in message.payload.rows

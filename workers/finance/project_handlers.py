@@ -10,13 +10,15 @@ from contracts.maps import map_declaration
 from contracts.projects import MSDYN_PROJECTS, ProjectsV2, ProjectV2, UpdateProjectsV1
 from contracts.queues import table_map
 from contracts.registry import Decoded
+from shared.case_variants import refuse_case_variants
 from shared.errors import Refusals
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
+from workers.finance.companies import known_company
 from workers.finance.domain.expense_reports import FinanceProject
 from workers.finance.domain.projects import change_project, project_from_dataverse
 from workers.finance.store import reports as report_store
-from workers.finance.store.projects import projects_for_update
+from workers.finance.store.projects import projects_for_update, projects_in_another_case
 
 log = get_logger(__name__)
 MASTER = map_declaration(MSDYN_PROJECTS.name).master
@@ -25,8 +27,11 @@ MASTER = map_declaration(MSDYN_PROJECTS.name).master
 def apply_projects(message: Decoded[ProjectsV2], uow: UnitOfWork) -> None:
     """msdyn_projects from Dataverse: each project applied when its version is newer than finance's copy."""
     legal_entity = message.envelope.legal_entity
+    known_company(uow.connection, legal_entity)
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
-    held = projects_for_update(uow.connection, (row["project_id"] for row in rows))
+    ids = [row["project_id"] for row in rows]
+    refuse_case_variants("msdyn_projects", "project", ids, projects_in_another_case(uow.connection, ids))
+    held = projects_for_update(uow.connection, ids)
     applied, refusals = [], Refusals("msdyn_projects")
     for index, row in enumerate(rows):
         with refusals.row(f"rows.{index}"):
@@ -43,6 +48,7 @@ def apply_projects(message: Decoded[ProjectsV2], uow: UnitOfWork) -> None:
 def update_projects(message: Decoded[UpdateProjectsV1], uow: UnitOfWork) -> None:
     """Finance renames, closes or reopens projects; msdyn_projects carries each real change to Dataverse."""
     legal_entity = message.envelope.legal_entity
+    known_company(uow.connection, legal_entity)
     rows = message.payload.rows
     held = projects_for_update(uow.connection, (row.project_id for row in rows))
     changed, refusals = [], Refusals("update_projects")

@@ -151,6 +151,22 @@ def _approver_of(line: ExpenseLine, projects: Mapping[str, FinanceProject], mana
     return project.project_manager if project else None
 
 
+def refuse_report_of_another_company(report_id: str, legal_entity: str, held_as: tuple[str, str] | None) -> None:
+    """A report id this company does not hold, naming another company's report or this company's in
+    another case, is refused for good: waiting cannot make it this company's report (and a report
+    differing only in case from a held one is never created)."""
+    if held_as is None:
+        return
+    company, held_id = held_as
+    if company != legal_entity:
+        shown = "" if held_id == report_id else f" (as {held_id!r})"
+        raise BusinessRuleViolation(f"report {report_id!r} is a report of company {company}{shown}, not of {legal_entity}")
+    raise BusinessRuleViolation(
+        f"report {report_id!r} does not exist in company {legal_entity}; report {held_id!r} does "
+        "(ids are kept as sent: they differ in case)"
+    )
+
+
 def _found(report: ExpenseReport | None, report_id: str) -> ExpenseReport:
     if report is None:
         raise NotYet(f"report {report_id} does not exist (yet)")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, select
 
 from contracts.fields import ExpenseType, TransactionClass
+from shared.case_variants import held_in_another_case
 from shared.database import as_row, upsert
 from workers.finance.domain.categories import ExpenseCategory, SharedCategory
 from workers.finance.tables import expense_categories, shared_categories
@@ -20,6 +21,18 @@ def save_new_shared_categories(connection: Connection, categories: list[SharedCa
         [as_row(category) for category in categories],
         key=("category", "transaction_class"),
         update=("name", "description"),
+    )
+
+
+def shared_categories_in_another_case(connection: Connection, codes: Iterable[str]) -> dict[str, str]:
+    """Those of ``codes`` held only in another case, with the code as held (one statement)."""
+    return held_in_another_case(connection, shared_categories.c.category, codes)
+
+
+def expense_categories_in_another_case(connection: Connection, legal_entity: str, codes: Iterable[str]) -> dict[str, str]:
+    """Those of ``codes`` that ``legal_entity`` holds only in another case, with the code as held."""
+    return held_in_another_case(
+        connection, expense_categories.c.expense_category, codes, expense_categories.c.legal_entity == legal_entity
     )
 
 

@@ -7,8 +7,14 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, select
 
 from contracts.fields import ProjectStatus
+from shared.case_variants import held_in_another_case
 from workers.finance.domain.expense_reports import FinanceProject
 from workers.finance.tables import projects
+
+
+def projects_in_another_case(connection: Connection, project_ids: Iterable[str]) -> dict[str, str]:
+    """Those of ``project_ids`` held only in another case (by any company: project ids are unique), as held."""
+    return held_in_another_case(connection, projects.c.project_id, project_ids)
 
 
 def projects_for_update(connection: Connection, project_ids: Iterable[str]) -> dict[str, FinanceProject]:

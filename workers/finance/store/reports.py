@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
 
 from contracts.fields import ProjectStatus
+from shared.case_variants import held_in_another_case
 from shared.database import as_row, insert_rows, update_rows, upsert
 from shared.sql_lists import ValueList, one_of
 from workers.finance.domain.expense_reports import ExpenseLine, ExpenseReport, FinanceProject, ReportStatus
@@ -68,6 +69,40 @@ _REPORT_LINES = (
     )
     .order_by(expense_lines.c.report_id, expense_lines.c.line_number)
 )
+
+
+def reports_in_another_case(connection: Connection, legal_entity: str, report_ids: Iterable[str]) -> dict[str, str]:
+    """Those of ``report_ids`` that ``legal_entity`` holds only in another case, with the id as held."""
+    return held_in_another_case(
+        connection, expense_reports.c.report_id, report_ids, expense_reports.c.legal_entity == legal_entity
+    )
+
+
+_REPORTS_ANY_COMPANY = (
+    select(expense_reports.c.legal_entity, expense_reports.c.report_id)
+    .where(one_of(func.lower(expense_reports.c.report_id), bindparam("b_lowered_ids", type_=ValueList())))
+    .order_by(expense_reports.c.legal_entity, expense_reports.c.report_id)
+)
+
+
+def reports_held_elsewhere(connection: Connection, legal_entity: str, report_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """For each of ``report_ids`` that ``legal_entity`` does not hold as it is: a report it names in
+    another company, or in another case, as (company, report id); one statement for the batch."""
+    wanted = sorted(set(report_ids))
+    if not wanted:
+        return {}
+    held: dict[str, list[tuple[str, str]]] = {}
+    for row in connection.execute(_REPORTS_ANY_COMPANY, {"b_lowered_ids": sorted({r.lower() for r in wanted})}):
+        held.setdefault(row.report_id.lower(), []).append((row.legal_entity, row.report_id))
+    found: dict[str, tuple[str, str]] = {}
+    for report_id in wanted:
+        candidates = held.get(report_id.lower(), [])
+        if (legal_entity, report_id) in candidates or not candidates:
+            continue
+        # The closest first: the same id in another company, then this company's in another case
+        candidates.sort(key=lambda entry: (entry[1] != report_id, entry[0] != legal_entity))
+        found[report_id] = candidates[0]
+    return found
 
 
 def reports_by_id(

@@ -13,7 +13,13 @@ from tests.unit.workers.finance.domain.companies import (
     line,
     report,
 )
-from workers.finance.domain.expense_reports import ReportStatus, approve_report, create_report, submit_report
+from workers.finance.domain.expense_reports import (
+    ReportStatus,
+    approve_report,
+    create_report,
+    refuse_report_of_another_company,
+    submit_report,
+)
 
 
 def submitted_report():
@@ -87,6 +93,22 @@ def test_approving_a_report_that_has_not_arrived_is_not_yet_possible():
 def test_approving_an_approved_or_posted_report_is_refused(status):
     with pytest.raises(BusinessRuleViolation, match="only a submitted report can be approved"):
         approve(report(line(1, "345.00"), status=status), "maria")
+
+
+def test_a_report_id_of_another_company_is_refused_for_good_not_waited_for():
+    with pytest.raises(BusinessRuleViolation, match=r"report 'R-1' is a report of company USPM, not of DEMF"):
+        refuse_report_of_another_company("R-1", "DEMF", ("USPM", "R-1"))
+    with pytest.raises(BusinessRuleViolation, match=r"report 'r-1' is a report of company USPM \(as 'R-1'\), not of DEMF"):
+        refuse_report_of_another_company("r-1", "DEMF", ("USPM", "R-1"))
+
+
+def test_a_report_id_in_another_case_than_the_companys_own_is_refused_for_good():
+    with pytest.raises(BusinessRuleViolation, match=r"report 'r-1' does not exist in company USPM; report 'R-1' does"):
+        refuse_report_of_another_company("r-1", "USPM", ("USPM", "R-1"))
+
+
+def test_a_report_held_nowhere_else_may_still_arrive():
+    refuse_report_of_another_company("R-9", "USPM", None)  # nothing to refuse: approve_report then waits (NotYet)
 
 
 def test_only_a_draft_can_be_submitted():
