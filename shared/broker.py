@@ -65,7 +65,21 @@ class _RedisBroker(RedisBroker):
         return _CheckedRedisConsumer(self, queue_name, prefetch, timeout)
 
     def fetch_with_ids(self, queue_name: str, count: int) -> list[tuple[str, bytes]]:
-        """Up to ``count`` messages moved to this worker's acks, each as (hash field id, data)."""
+        """Up to ``count`` messages moved to this worker's acks, each as (hash field id, data).
+
+        As often as dramatiq's own fetch would (``maintenance_chance``), its dispatch script first
+        runs the maintenance pass on this queue: a dead worker's fetched messages go back on the
+        queue (after ``heartbeat_timeout``) and expired dead letters are dropped. A fetch of none
+        (prefetch 0) does nothing else.
+        """
+        if self._should_do_maintenance("fetch"):
+            self.scripts["dispatch"](
+                keys=[self.namespace],
+                args=[
+                    "fetch", current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+                    self.dead_message_ttl, 1, self._max_unpack_size(), 0,
+                ],
+            )
         flat = self._fetch_with_ids(
             keys=[self.namespace], args=[queue_name, self.broker_id, current_millis(), count]
         )
