@@ -27,6 +27,7 @@ import dramatiq
 
 from shared.errors import Malformed
 from shared.logging import get_logger
+from shared.untrusted_json import shown_value
 
 log = get_logger(__name__)
 
@@ -93,17 +94,17 @@ class Intake:
             raise Malformed(f"not a dramatiq message: unknown field(s) {_names(unknown)}")
         # A retry waits on ``x.DQ`` addressed to ``x.DQ``; dramatiq routes it back by that name.
         if fields["queue_name"] != queue_name:
-            raise Malformed(f"addressed to queue {_shown(fields['queue_name'])}, found on {queue_name!r}")
+            raise Malformed(f"addressed to queue {shown_value(fields['queue_name'])}, found on {queue_name!r}")
         queue = canonical_queue(queue_name)
         actor = self.broker.actors.get(fields["actor_name"]) if isinstance(fields["actor_name"], str) else None
         if actor is None or actor.queue_name != queue:
-            raise Malformed(f"no actor {_shown(fields['actor_name'])} consumes queue {queue!r}")
+            raise Malformed(f"no actor {shown_value(fields['actor_name'])} consumes queue {queue!r}")
         args, kwargs = fields["args"], fields["kwargs"]
         if not isinstance(args, list) or len(args) != 1 or not isinstance(args[0], str) or kwargs != {}:
             raise Malformed("arguments must be exactly one string, the envelope as JSON, and no keyword arguments")
         message_id = fields["message_id"]
         if not isinstance(message_id, str) or not UUID_TEXT.match(message_id):
-            raise Malformed(f"message_id {_shown(message_id)} is not a lower-case UUID")
+            raise Malformed(f"message_id {shown_value(message_id)} is not a lower-case UUID")
         timestamp = fields["message_timestamp"]
         if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
             raise Malformed("message_timestamp must be a non-negative integer (milliseconds)")
@@ -172,7 +173,7 @@ def _check_options(options: Any) -> None:
     for name, value in options.items():
         types = ALLOWED_OPTIONS.get(name)
         if types is None:
-            raise Malformed(f"option {_shown(name)} is not one this system sets")
+            raise Malformed(f"option {shown_value(name)} is not one this system sets")
         if not isinstance(value, types) or isinstance(value, bool):
             raise Malformed(f"option {name!r} must be a {' or '.join(t.__name__ for t in types)}")
 
@@ -187,10 +188,5 @@ def _readable_id(data: bytes) -> str | None:
     return message_id if isinstance(message_id, str) and UUID_TEXT.match(message_id) else None
 
 
-def _shown(value: Any, limit: int = 72) -> str:
-    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _names(names: list[str]) -> str:
-    return ", ".join(_shown(name, 40) for name in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return ", ".join(shown_value(name, 40) for name in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

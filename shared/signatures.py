@@ -27,6 +27,7 @@ from contracts.senders import OPERATOR, Authorization, authorization, source_of
 from shared.errors import Forbidden, Unauthenticated
 from shared.keys import KeyRing, SigningKey, TrustedKey, load_key_ring
 from shared.settings import Settings
+from shared.untrusted_json import shown_value
 
 _RINGS: dict[tuple[str, str | None, bool], KeyRing] = {}
 _RINGS_LOCK = threading.Lock()
@@ -62,12 +63,6 @@ def seal(key: SigningKey, body: str) -> dict[str, str]:
     return {KEY_OPTION: key.key_id, SIGNATURE_OPTION: key.sign(body.encode("utf-8"))}
 
 
-def shown(value: Any, limit: int = 72) -> str:
-    """A value from a message, safe to put in a reason: quoted, escaped, capped."""
-    text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class Signer:
     """Signs as one sender with the newest key the ring holds for it (looked up at every send, so a
     key added or revoked while running is taken up)."""
@@ -95,7 +90,7 @@ class Verifier:
             raise Unauthenticated("signature options malformed: dualwrite_key and dualwrite_signature must be strings")
         key = self.ring.trusted_key(key_id)
         if key is None:
-            raise Unauthenticated(f"unknown signing key {shown(key_id)}")
+            raise Unauthenticated(f"unknown signing key {shown_value(key_id)}")
         if key.revoked:
             raise Unauthenticated(f"signing key {key.key_id!r} of {key.sender} was revoked at {key.revoked_at}")
         if len(signature) != SIGNATURE_CHARACTERS or not key.verify(_signature_bytes(signature), body.encode("utf-8")):

@@ -138,3 +138,10 @@ def _within(value: Any, max_depth: int) -> bool:
             return False
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return True
+
+
+def shown_value(value: Any, limit: int = 72) -> str:
+    """A scalar from a stranger's message, safe to put in a reason: quoted and escaped by ``repr``,
+    capped; anything else named by its type only."""
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import random
 import resource
 import time
@@ -224,8 +225,13 @@ def rss_mb() -> float:
 
 
 @pytest.mark.parametrize("hostile", ["redis"], indirect=True)
-def test_memory_stays_flat_over_thousands_of_bad_messages(hostile: System) -> None:
-    """RSS of the process running all three workers, after a warm-up, over 3,000 refused messages."""
+def test_memory_stays_flat_over_thousands_of_bad_messages(hostile: System, caplog: pytest.LogCaptureFixture) -> None:
+    """RSS of the process running all three workers, after a warm-up, over three floods of 1,000 refused messages.
+
+    pytest keeps every log record of a test in memory for its report (a refusal logs a warning):
+    that would be the harness growing, not the workers, so records are not made here.
+    """
+    caplog.set_level(logging.CRITICAL)
     system = hostile
     kinds = [raw for raw, _ in hostile_inputs(system).values() if len(raw) < 20_000]
 
@@ -236,9 +242,14 @@ def test_memory_stays_flat_over_thousands_of_bad_messages(hostile: System) -> No
         wait_until(lambda: len(dead_letters(system)) == before + count, timeout=120, interval=0.2, what=f"{count} refusals recorded")
 
     flood(500)  # warm-up: caches, pools, metric children
+    samples = []
+    for _ in range(3):
+        gc.collect()
+        samples.append(rss_mb())
+        flood(1_000)
     gc.collect()
-    start = rss_mb()
-    flood(3_000)
-    gc.collect()
-    grown = rss_mb() - start
-    assert grown < 25, f"RSS grew {grown:.1f} MB over 3,000 bad messages"
+    samples.append(rss_mb())
+    # A leak grows with every batch; the allocator's one-off growth (arenas, caches) does not recur.
+    steps = [round(after - before, 1) for before, after in zip(samples, samples[1:])]
+    print(f"RSS {samples[0]:.1f} MB, growth per 1,000 bad messages: {steps}")
+    assert min(steps) < 5 and steps[-1] < 10, f"RSS grew {steps} MB per 1,000 bad messages"
