@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.wire import Text, Timestamp, Uuid, WholeNumber
@@ -46,6 +46,21 @@ class Side(StrEnum):
     UPSTREAM = "upstream"
 
 
+class Part(BaseModel):
+    """One business document's share of a message that carries several (see ``Envelope.parts``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: Uuid = Field(description="Idempotency key of this part: applied once, whatever message carries it.")
+    correlation_id: Text = Field(min_length=1, max_length=200, description="The business document of these rows.")
+    causation_id: Text | None = Field(default=None, max_length=200, description="The part that caused this one.")
+    rows: WholeNumber = Field(ge=1, description="How many of the payload's rows, in order, are this part's.")
+
+
+#: A message carries at most this many parts (a part has at least one row of at most 1,000).
+MAX_PARTS = 1000
+
+
 class Envelope(BaseModel):
     """Identity, routing and provenance of one message; the rows are in ``payload``."""
 
@@ -66,6 +81,24 @@ class Envelope(BaseModel):
     )
     occurred_at: Timestamp
     payload: dict[str, Any] = Field(description="The contract's rows; see contracts/schemas.")
+    parts: list[Part] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=MAX_PARTS,
+        description=(
+            "Present when the message carries the rows of several business documents: each part's "
+            "rows follow the previous part's in payload.rows, and each part is applied once by its own "
+            "message_id. Absent, the whole message is one part with the envelope's ids."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _parts_are_distinct(self) -> "Envelope":
+        if self.parts is not None:
+            ids = [part.message_id for part in self.parts]
+            if len(set(ids)) != len(ids):
+                raise ValueError("parts: two parts have one message_id")
+        return self
 
 
 def new_envelope(

@@ -7,6 +7,7 @@ version; publishers of an older version are still served.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,11 +16,12 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from contracts.batch import Batch
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, Part
 from shared.errors import InvalidContract, UnknownContract, UnknownContractVersion
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 PayloadT = TypeVar("PayloadT", bound=Batch)
+T = TypeVar("T")
 
 
 class Scope(StrEnum):
@@ -71,16 +73,102 @@ class Contract:
 
 
 @dataclass(frozen=True)
+class MessagePart:
+    """One business document's rows in a message: ``payload.rows[start:stop]``, applied once by its id."""
+
+    message_id: str
+    correlation_id: str
+    causation_id: str | None
+    start: int
+    stop: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def message_parts(envelope: Envelope, rows: int) -> tuple[MessagePart, ...]:
+    """The parts of a message with ``rows`` rows: its ``parts``, or the whole message as one."""
+    if envelope.parts is None:
+        return (MessagePart(str(envelope.message_id), envelope.correlation_id, envelope.causation_id, 0, rows),)
+    parts, start = [], 0
+    for part in envelope.parts:
+        parts.append(MessagePart(str(part.message_id), part.correlation_id, part.causation_id, start, start + part.rows))
+        start += part.rows
+    if start != rows:
+        raise InvalidContract(f"envelope.parts: the parts count {start} rows, the payload has {rows}")
+    return tuple(parts)
+
+
+def by_part(items: Iterable[T], part_of: Callable[[T], MessagePart]) -> list[tuple[MessagePart, list[T]]]:
+    """Items grouped by the part each came from, parts in the order their first item came."""
+    groups: dict[str, tuple[MessagePart, list[T]]] = {}
+    for item in items:
+        part = part_of(item)
+        groups.setdefault(part.message_id, (part, []))[1].append(item)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
 class Decoded(Generic[PayloadT]):
-    """A message as a consumer sees it: the envelope and the newest version of its payload."""
+    """A message as a consumer sees it: the envelope and the newest version of its payload.
+
+    ``parts`` say which rows belong to which business document (one part unless the sender
+    combined several documents' rows into one message; see ``shared.outbox``).
+    """
 
     envelope: Envelope
     payload: PayloadT
     version: int
+    parts: tuple[MessagePart, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            object.__setattr__(self, "parts", message_parts(self.envelope, len(self.payload.rows)))
 
     @property
     def rows(self) -> list[Any]:
         return list(self.payload.rows)
+
+    def part_of(self, index: int) -> MessagePart:
+        """The part row ``index`` belongs to."""
+        for part in self.parts:
+            if part.start <= index < part.stop:
+                return part
+        raise IndexError(f"row {index} is in no part of message {self.envelope.message_id}")
+
+    def only(self, kept: Iterable[MessagePart]) -> "Decoded[PayloadT]":
+        """This message reduced to some of its parts (the others were applied before, or are
+        applied one by one): its envelope and payload hold only their rows, and a single part
+        is the message it was before it was combined with others."""
+        kept = list(kept)
+        if [part.message_id for part in kept] == [part.message_id for part in self.parts]:
+            return self
+        rows: list[Any] = []
+        raw: list[Any] = []
+        parts: list[MessagePart] = []
+        for part in kept:
+            parts.append(MessagePart(part.message_id, part.correlation_id, part.causation_id, len(rows), len(rows) + part.rows))
+            rows.extend(self.payload.rows[part.start : part.stop])
+            raw.extend(self.envelope.payload["rows"][part.start : part.stop])
+        envelope = self.envelope.model_copy(update={"payload": {**self.envelope.payload, "rows": raw}})
+        if len(kept) == 1:
+            [part] = kept
+            envelope = envelope.model_copy(
+                update={
+                    "message_id": uuid.UUID(part.message_id),
+                    "correlation_id": part.correlation_id,
+                    "causation_id": part.causation_id,
+                    "parts": None,
+                }
+            )
+        else:
+            envelope = envelope.model_copy(
+                update={"parts": [Part(message_id=p.message_id, correlation_id=p.correlation_id,
+                                       causation_id=p.causation_id, rows=p.rows) for p in parts]}
+            )
+        payload = self.payload.model_copy(update={"rows": rows})
+        return Decoded(envelope=envelope, payload=payload, version=self.version, parts=tuple(parts))
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
@@ -146,7 +234,15 @@ class ContractRegistry:
                 f"{contract.name} v{contract.latest}: {describe_validation_error(error, 'payload.')}"
             ) from None
         check_scope(contract, envelope)
-        return Decoded(envelope=envelope, payload=model, version=contract.latest)
+        parts = message_parts(envelope, len(model.rows))
+        return Decoded(envelope=envelope, payload=model, version=contract.latest, parts=parts)
+
+    def key_fields(self, name: str, version: int) -> tuple[str, ...]:
+        """The row fields that form a contract version's integration key (none if unknown)."""
+        contract = self._contracts.get(name)
+        if contract is None or not 1 <= version <= contract.latest:
+            return ()
+        return contract.model(version).key_fields
 
     def validate_payload(self, name: str, version: int, payload: dict[str, Any]) -> Batch:
         """Validate a payload as the given version (used by publishers before they send)."""

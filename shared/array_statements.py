@@ -104,12 +104,17 @@ def insert(connection: Connection, table: Table, rows: Rows) -> None:
 
 def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Rows) -> int:
     """Insert the rows whose primary keys are new; returns how many were inserted."""
+    return len(inserted_keys(connection, table, rows))
+
+
+def inserted_keys(connection: Connection, table: Table, rows: Rows) -> list[tuple[Any, ...]]:
+    """Insert the rows whose primary keys are new; the primary keys inserted."""
     quote = connection.dialect.identifier_preparer.quote
     returning = ", ".join(quote(column.name) for column in table.primary_key.columns)
     columns, statement = _insert(
         connection.dialect, table, tuple(rows[0]), f" ON CONFLICT DO NOTHING RETURNING {returning}"
     )
-    return len(connection.execute(statement, columns.parameters(statement, rows)).all())
+    return [tuple(row) for row in connection.execute(statement, columns.parameters(statement, rows)).all()]
 
 
 def upsert(connection: Connection, table: Table, rows: Rows, key: tuple[str, ...], update: tuple[str, ...]) -> None:

@@ -19,15 +19,15 @@ from dramatiq.middleware import CurrentMessage
 
 from contracts.envelope import Side
 from contracts.queues import Queue
-from contracts.registry import ContractRegistry, Decoded
-from shared.errors import PermanentError, WrongQueue
+from contracts.registry import ContractRegistry, Decoded, MessagePart
+from shared.errors import PartsFailed, PermanentError, Refused, WrongQueue
 from shared.logging import bind_message_context, get_logger
 from shared.metrics import Metrics
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
 from shared.signatures import Verifier
-from shared.unit_of_work import UnitOfWork, content_digest
+from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -53,7 +53,7 @@ class Consumer:
     side: Side
     registry: ContractRegistry
     database: SideDatabase
-    relay: OutboxRelay
+    relay: Outbox
     verifier: Verifier
     metrics: Metrics | None = None
     #: Test seam: called after the commit and before the relay, to simulate a crash there.
@@ -71,41 +71,77 @@ class Consumer:
                 contract=message.envelope.contract,
                 legal_entity=message.envelope.legal_entity,
                 sender=sender.sender,
+                **({"parts": len(message.parts)} if len(message.parts) > 1 else {}),
             ):
                 self.verifier.authorize(sender, self.endpoint.queue.name, message.envelope)
-                outgoing = self._apply(message, _enqueued_at(current), content_digest(message.envelope))
-                try:
-                    if outgoing is not None:
-                        self._count_applied(message, outgoing)
-                    if self.after_commit is not None:
-                        self.after_commit(message)
-                except BaseException:
-                    # Not sent from memory after all: the retried delivery relays it from the outbox.
-                    self.database.sent_marks.not_sending(m.message_id for m in outgoing or ())
-                    raise
-                if outgoing is None:
-                    # A redelivery also sends what an earlier, crashed delivery of this message
-                    # committed and did not send.
-                    self.relay.relay(caused_by=str(message.envelope.message_id))
-                elif outgoing:
-                    self.relay.send_committed(outgoing)
+                self._receive(message, _enqueued_at(current))
 
-    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None, digest: str) -> list[Outgoing] | None:
-        """Apply the message once; what it wrote to the outbox, or None when it was applied before."""
+    def _receive(self, message: Decoded[Any], enqueued_at: datetime | None) -> None:
+        try:
+            outgoing = self._apply(message, enqueued_at)
+        except PermanentError as error:
+            if len(message.parts) == 1 or isinstance(error, Refused):
+                raise
+            # One document's rows must not hold the others back: each part on its own, and the
+            # message dead-letters naming the parts that failed (a replay applies only those).
+            outgoing = self._apply_parts_one_by_one(message, enqueued_at, error)
+        try:
+            if outgoing is not None:
+                self._count_applied(message, outgoing)
+            if self.after_commit is not None:
+                self.after_commit(message)
+        except BaseException:
+            # Not sent from memory after all: the retried delivery relays it from the outbox.
+            self.database.sent_marks.not_sending(m.message_id for m in outgoing or ())
+            raise
+        if outgoing is None:
+            # A redelivery also sends what an earlier, crashed delivery of this message
+            # committed and did not send.
+            causes = {part.message_id for part in message.parts} | {str(message.envelope.message_id)}
+            self.relay.relay(caused_by=sorted(causes))
+        elif outgoing:
+            self.relay.send_committed(outgoing)
+
+    def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[Outgoing] | None:
+        """Apply the message's new parts once; what they wrote to the outbox, or None when every
+        part was applied before."""
         handler = self.endpoint.handlers.get(message.envelope.contract)
         if handler is None:
             raise WrongQueue(
                 f"queue {self.endpoint.queue.name!r} does not take contract {message.envelope.contract!r}"
             )
         with UnitOfWork(self.database, self.side, cause=message.envelope, relay_after_commit=True) as uow:
-            if not uow.claim(message, self.endpoint.queue, enqueued_at, digest):
+            new = uow.claim(message, self.endpoint.queue, enqueued_at)
+            if new is None:
                 log.info("duplicate message ignored")
                 if self.metrics is not None:
                     self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)
                 return None
-            handler(message, uow)
+            handler(new, uow)
             uow.commit()
         return uow.outgoing
+
+    def _apply_parts_one_by_one(
+        self, message: Decoded[Any], enqueued_at: datetime | None, error: PermanentError
+    ) -> list[Outgoing] | None:
+        failed: list[tuple[MessagePart, PermanentError]] = []
+        outgoing: list[Outgoing] = []
+        for part in message.parts:
+            try:
+                sent = self._apply(message.only([part]), enqueued_at)
+            except PermanentError as part_error:
+                failed.append((part, part_error))
+                continue
+            outgoing.extend(sent or ())
+        if outgoing:
+            self.relay.send_committed(outgoing)
+        if not failed:
+            # Every part applied on its own (the batch's error came from their combination).
+            log.warning("batch applied part by part", error=str(error))
+            return []
+        if len(failed) == len(message.parts):
+            raise error  # nothing applied: the message failed as a whole, for the reason it gave
+        raise PartsFailed(failed, len(message.parts))
 
     def _count_applied(self, message: Decoded[Any], outgoing: list[Outgoing]) -> None:
         rows = len(message.payload.rows)

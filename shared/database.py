@@ -148,12 +148,17 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
 
 def insert_ignoring_duplicates(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert the rows whose keys are new; returns how many were inserted."""
+    return len(inserted_keys(connection, table, rows))
+
+
+def inserted_keys(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Insert the rows whose primary keys are new, in one statement; the primary keys inserted."""
     if not rows:
-        return 0
+        return []
     if connection.dialect.name == "postgresql" and len(rows) > FEW_ROWS:
-        return array_statements.insert_ignoring_duplicates(connection, table, rows)
+        return array_statements.inserted_keys(connection, table, rows)
     statement = _insert_ignoring_duplicates(connection.dialect.name, table)
-    return len(connection.execute(statement, list(rows)).all())
+    return [tuple(row) for row in connection.execute(statement, list(rows)).all()]
 
 
 def upsert(

@@ -4,6 +4,11 @@ The broker keeps the dead message itself (dramatiq's ``<queue>.XQ``), but neithe
 RabbitMQ keeps the reason. So the consuming side writes one row per death in its own database:
 the original envelope, the error type and text, the traceback and the attempt count. Unlike the
 broker's copy, which expires, this row stays until an operator deals with it.
+
+Message ids are the senders' to choose, so two letters may carry one id (a stranger, or a careless
+sender, reusing a real message's id). The row therefore also keeps the SHA-256 of the exact bytes
+the broker held (``copy_digest``, see :func:`copy_digest`): the operator tools pair each row with
+its own copy in ``<queue>.XQ`` by it, never by the message id alone.
 """
 
 from __future__ import annotations
@@ -41,6 +46,32 @@ class DeadLetter:
     attempts: int
     contract: str | None = None
     correlation_id: str | None = None
+    #: SHA-256 of the dramatiq message's bytes as the queue held them (:func:`copy_digest`); None when unknown.
+    copy_digest: str | None = None
+
+
+#: The attribute of a dramatiq message (set by :class:`shared.intake.Intake` when it takes the bytes
+#: in) holding :func:`copy_digest` of the bytes it was read from.
+COPY_DIGEST_ATTRIBUTE = "dualwrite_copy_digest"
+
+
+def copy_digest(raw: bytes | str) -> str:
+    """The identity of one broker copy of a message: the SHA-256 (hex) of its exact bytes.
+
+    The bytes a worker was given are the bytes the broker moves to ``<queue>.XQ`` when the message
+    dies (Redis moves the hash entry, RabbitMQ dead-letters the delivery as it is), so the digest
+    a side records with the letter's reason finds that copy again, and no other: two messages with
+    one id but other bytes (another payload, signature or option) are two copies apart. Only
+    byte-identical copies share a digest, and they are the same message.
+    """
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    return hashlib.sha256(data).hexdigest()
+
+
+def received_digest(message: object) -> str | None:
+    """The :func:`copy_digest` of the bytes a dramatiq message (or its proxy) was read from, when known."""
+    digest = getattr(message, COPY_DIGEST_ATTRIBUTE, None)
+    return digest if isinstance(digest, str) else None
 
 
 def describe_error(error: BaseException) -> str:
@@ -68,6 +99,7 @@ def insert_dead_letter(connection: Connection, database: SideDatabase, letter: D
             traceback=letter.traceback,
             attempts=letter.attempts,
             body=letter.body,
+            copy_digest=letter.copy_digest,
         ),
     )
 
@@ -85,6 +117,7 @@ def dead_letter_row(
     attempts: int,
     body: str,
     error_text: str | None = None,
+    copy_digest: str | None = None,
 ) -> dict[str, Any]:
     """A ``dead_letters`` row whose every value fits its column, whatever the message held.
 
@@ -107,6 +140,7 @@ def dead_letter_row(
         "attempts": attempts,
         "body": fit_body(body),
         "dead_at": datetime.now(UTC),
+        "copy_digest": copy_digest,  # 64 hex digits, ours (never a sender's)
     }
     return row
 

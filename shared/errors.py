@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class DualWriteError(Exception):
@@ -40,6 +41,19 @@ class WrongQueue(PermanentError):
 
 class BusinessRuleViolation(PermanentError):
     """Raised when a command or row breaks a rule of the business (wrong company, disabled category)."""
+
+
+class PartsFailed(PermanentError):
+    """Raised when some parts of a message carrying several documents failed for good and the others
+    were applied: the message is dead-lettered with each failed part's reason, and a replay applies
+    only the failed parts (the others are in the inbox)."""
+
+    def __init__(self, failed: "list[tuple[Any, PermanentError]]", parts: int) -> None:
+        self.failed = failed
+        reasons = "; ".join(
+            f"part {part.message_id} ({part.correlation_id}): {type(error).__name__}: {error}" for part, error in failed
+        )
+        super().__init__(f"{len(failed)} of the message's {parts} parts failed, the others were applied: {reasons}")
 
 
 class Refused(PermanentError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import dramatiq
 
+from shared.dead_letters import COPY_DIGEST_ATTRIBUTE, copy_digest
 from shared.errors import Malformed
 from shared.logging import get_logger
 from shared.untrusted_json import shown_value
@@ -61,6 +62,8 @@ class Refusal:
     size: int
     #: The message's id when it had a readable one; otherwise one derived from the bytes.
     message_id: str
+    #: shared/dead_letters.py ``copy_digest`` of the bytes (of all of them, not only those kept).
+    digest: str | None = None
 
     @property
     def error(self) -> Malformed:
@@ -109,7 +112,7 @@ class Intake:
         if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
             raise Malformed("message_timestamp must be a non-negative integer (milliseconds)")
         _check_options(fields["options"])
-        return dramatiq.Message(
+        message = dramatiq.Message(
             queue_name=fields["queue_name"],
             actor_name=fields["actor_name"],
             args=tuple(args),
@@ -118,6 +121,11 @@ class Intake:
             message_id=message_id,
             message_timestamp=timestamp,
         )
+        # The identity of these very bytes, for the dead-letter ledger should the message die: the
+        # broker's dead-letter copy is found by it, not by the id its sender chose. Not an option
+        # (options travel with a retry); a copy of the message (a retry's new bytes) does not keep it.
+        object.__setattr__(message, COPY_DIGEST_ATTRIBUTE, copy_digest(raw))
+        return message
 
     def refuse(self, raw: bytes | str, queue_name: str, error: Malformed) -> bool:
         """Record refused bytes; True once recorded: the caller then acknowledges them off the queue.
@@ -133,6 +141,7 @@ class Intake:
             kept=data[:KEPT_BYTES].decode("utf-8", "backslashreplace").replace("\x00", "\\x00"),
             size=len(data),
             message_id=_readable_id(data) or str(uuid.uuid5(uuid.NAMESPACE_OID, hashlib.sha256(data).hexdigest())),
+            digest=copy_digest(data),
         )
         log.warning(
             "message refused",

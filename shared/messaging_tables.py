@@ -14,9 +14,9 @@ class MessagingTables:
     dead_letters: Table
     # The statements every unit of work runs, built once: building one (and its cache key) on
     # every call cost a busy worker more CPU than sending it.
-    #: ``finished_at`` of the inbox row ``b_message_id``.
+    #: ``finished_at`` of the inbox rows ``b_message_ids`` (expanding): the parts a unit of work applied.
     finish_inbox: Update = field(init=False)
-    #: One outbox row.
+    #: Outbox rows (one parameter set each).
     insert_outbox: Insert = field(init=False)
     #: ``sent_at`` of the unsent outbox rows whose ids are in ``b_message_ids`` (expanding).
     mark_sent: Update = field(init=False)
@@ -25,7 +25,7 @@ class MessagingTables:
         inbox, outbox = self.inbox, self.outbox
         statements = {
             "finish_inbox": inbox.update()
-            .where(inbox.c.message_id == bindparam("b_message_id"))
+            .where(inbox.c.message_id.in_(bindparam("b_message_ids", expanding=True)))
             .values(finished_at=bindparam("b_finished_at")),
             "insert_outbox": outbox.insert(),
             "mark_sent": outbox.update()
@@ -41,7 +41,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
     inbox = Table(
         "inbox",
         metadata,
-        # One row per message applied; its key makes a redelivery a no-op.
+        # One row per part applied (a message has one part unless it carries several documents'
+        # rows); its key makes a redelivery, or the part's resend in another batch, a no-op.
         Column("message_id", String(36), primary_key=True),
         Column("contract", String(64), nullable=False),
         Column("version", Integer, nullable=False),
@@ -57,6 +58,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         #: SHA-256 of what the message asked for (shared.unit_of_work.content_digest): the same id
         #: asking for something else is a conflicting duplicate.
         Column("digest", String(64)),
+        #: The id of the message that carried the part (the broker's, in logs and dead letters).
+        Column("carried_by", String(36)),
     )
     outbox = Table(
         "outbox",
@@ -96,5 +99,9 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         Column("resolved_by", String(128)),
         #: The envelope sent back to the queue: the original upcast to the newest version, or an edit.
         Column("replayed_body", Text),
+        #: SHA-256 of the exact bytes the broker held (shared/dead_letters.py ``copy_digest``): the
+        #: operator tools pair the row with its own copy in ``<queue>.XQ`` by it, since two letters
+        #: may carry one message id. NULL in rows recorded before it was kept.
+        Column("copy_digest", String(64)),
     )
     return MessagingTables(inbox=inbox, outbox=outbox, dead_letters=dead_letters)

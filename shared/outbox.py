@@ -1,29 +1,46 @@
-"""The outbox relay: sends committed outgoing messages to the broker and marks them sent.
+"""The outbox: the one owner of writing, sending, marking sent, sweeping and resending outgoing rows.
 
-Right after a handler commits, the relay sends what that transaction wrote straight from memory
-(the unit of work knows it) and notes the rows as sent; the notes are written by the side's next
-transaction, or the sweeper's, in one ``UPDATE`` (``SentMarks``). That spares every message a
-second transaction of its own.
+**Writing.** A unit of work emits *parts*: one business document's rows for one queue. They are
+written to the side's ``outbox`` table in the unit of work's own transaction (``write``), so a
+rollback sends nothing and a commit can never lose them.
 
-Nothing is lost on a crash at any point: a row stays unsent in the database until its note is
-written, so the periodic sweeper sends again any unsent row older than ``resend_after`` seconds
-(a crash after the commit and before the send, or after the send and before the note), and a
-redelivered message relays what its crashed delivery committed. Two relays on one PostgreSQL
-database never take the same rows (``FOR UPDATE SKIP LOCKED``). A message sent twice this way is
-recognised by the receiving inbox, so its effect still happens once.
+**Sending.** Right after the commit, the parts are sent straight from memory (``send_committed``).
+Whatever other threads of this process committed meanwhile is sent with them: the first thread in
+sends everything waiting, combined into as few messages as the rules of
+``shared.outbox_batches`` allow, while the others go back to work. A lone part leaves at once and
+unchanged; under load, batches grow by themselves, and every hop after carries them on.
+
+**Marking.** Sent parts are noted in memory (``SentMarks``) and written as sent by the side's next
+transaction, a handler's or the relay's, in one ``UPDATE`` (``write_sent_marks``): no transaction
+of its own per message.
+
+**Sweeping and resending.** A part stays unsent in the database until its note is written, so
+nothing is lost on a crash at any point: the periodic sweeper sends any unsent part older than
+``resend_after`` seconds (a crash after the commit and before the send, or after the send and
+before the note), and a redelivered message relays what its crashed delivery committed
+(``relay(caused_by=...)``). Two relays on one PostgreSQL database never take the same rows
+(``FOR UPDATE SKIP LOCKED``). A part sent twice, alone or in another batch, is recognised by the
+receiver's inbox, which records every part by its own id: its effect happens once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
 from shared.database import supports_skip_locked
 from shared.logging import get_logger
+from shared.outbox_batches import DEFAULT_MAX_BYTES, KeyFields, WireMessage, combine
 from shared.outbox_marks import Outgoing
 from shared.side_database import SideDatabase
+
+if TYPE_CHECKING:
+    from contracts.registry import ContractRegistry
 
 log = get_logger(__name__)
 
@@ -35,36 +52,109 @@ Send = Callable[[str, str, str, str], None]
 DEFAULT_RESEND_AFTER = 5.0
 
 
-class OutboxRelay:
+def catalog_key_fields(contract: str, version: int) -> tuple[str, ...]:
+    """The integration key of every contract this system knows (``contracts.catalog``)."""
+    return _catalog().key_fields(contract, version)
+
+
+@functools.cache
+def _catalog() -> "ContractRegistry":
+    from contracts.catalog import default_registry  # the catalog imports the workers' contracts
+
+    return default_registry()
+
+
+def write(connection: Connection, database: SideDatabase, outgoing: Sequence[Outgoing], created: Iterable[dict[str, Any]]) -> None:
+    """Write a unit of work's parts to the outbox, in its transaction (one statement for them all)."""
+    rows = [
+        {"message_id": part.message_id, "queue_name": part.queue_name, "actor_name": part.actor_name,
+         "contract": part.contract, "body": part.body, **columns}
+        for part, columns in zip(outgoing, created, strict=True)
+    ]
+    if rows:
+        connection.execute(database.messaging.insert_outbox, rows)
+
+
+class Outbox:
+    """Sends one side's outbox: from memory after each commit, and by sweeping what a crash left."""
+
     def __init__(
-        self, database: SideDatabase, send: Send, *, batch_size: int = 500, resend_after: float = DEFAULT_RESEND_AFTER
+        self,
+        database: SideDatabase,
+        send: Send,
+        *,
+        key_fields: KeyFields = catalog_key_fields,
+        batch_size: int = 500,
+        resend_after: float = DEFAULT_RESEND_AFTER,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.database = database
         self.send = send
+        self.key_fields = key_fields
         self.batch_size = batch_size
         self.resend_after = resend_after
+        self.max_bytes = max_bytes
+        self._waiting: list[Outgoing] = []
+        self._waiting_lock = threading.Lock()
+        self._sender = threading.Lock()
+
+    # -- from memory, right after a commit ---------------------------------------------------------
 
     def send_committed(self, outgoing: Sequence[Outgoing]) -> None:
-        """Send what a committed unit of work (``relay_after_commit``) wrote to the outbox, and note it sent."""
+        """Send what a committed unit of work (``relay_after_commit``) wrote, with whatever else waits.
+
+        If another thread is sending, it takes these too and this call returns at once. A send
+        that fails raises here; what it was sending is left to the sweeper (and the caller's
+        redelivery), never dropped.
+        """
+        with self._waiting_lock:
+            self._waiting.extend(outgoing)
+        while self._sender.acquire(blocking=False):
+            try:
+                with self._waiting_lock:
+                    taken, self._waiting = self._waiting, []
+                if taken:
+                    self._send_all(taken)
+            except BaseException:
+                # The broker failed us: what other threads left to us goes to the sweeper too.
+                with self._waiting_lock:
+                    stranded, self._waiting = self._waiting, []
+                self.database.sent_marks.not_sending(part.message_id for part in stranded)
+                raise
+            finally:
+                self._sender.release()
+            # Parts added after we took ours and before we let go are ours to send: the thread
+            # that added them found the sender busy.
+            with self._waiting_lock:
+                if not self._waiting:
+                    return
+
+    def _send_all(self, taken: list[Outgoing]) -> None:
         marks = self.database.sent_marks
-        for index, message in enumerate(outgoing):
+        messages = combine(taken, self.key_fields, max_bytes=self.max_bytes)
+        for index, message in enumerate(messages):
             try:
                 self.send(message.queue_name, message.actor_name, message.message_id, message.body)
             except BaseException:
                 # Left to a redelivery of the cause (the error retries it) or to the sweeper.
-                marks.not_sending(m.message_id for m in outgoing[index:])
+                marks.not_sending(part for unsent in messages[index:] for part in unsent.part_ids)
                 raise
-            marks.sent(message.message_id, datetime.now(UTC))
+            marks.sent(message.part_ids, datetime.now(UTC))
+        if len(messages) < len(taken):
+            log.debug("outbox parts combined", parts=len(taken), messages=len(messages))
 
-    def relay(self, *, caused_by: str | None = None) -> int:
-        """Send unsent messages (only those caused by one message, if given); returns how many."""
-        return self._relay(caused_by=caused_by, created_before=None)
+    # -- from the database: redeliveries, the sweeper, the last run --------------------------------
+
+    def relay(self, *, caused_by: Iterable[str] | str | None = None) -> int:
+        """Send unsent parts (only those caused by these parts, if given); returns how many parts."""
+        causes = [caused_by] if isinstance(caused_by, str) else (list(caused_by) if caused_by is not None else None)
+        return self._relay(caused_by=causes, created_before=None)
 
     def sweep(self) -> int:
-        """Send the unsent messages older than ``resend_after`` seconds: those a crash left behind."""
+        """Send the unsent parts older than ``resend_after`` seconds: those a crash left behind."""
         return self._relay(caused_by=None, created_before=datetime.now(UTC) - timedelta(seconds=self.resend_after))
 
-    def _relay(self, *, caused_by: str | None, created_before: datetime | None) -> int:
+    def _relay(self, *, caused_by: list[str] | None, created_before: datetime | None) -> int:
         sent = 0
         while True:
             count = self._relay_batch(caused_by, created_before)
@@ -72,7 +162,7 @@ class OutboxRelay:
             if count < self.batch_size:
                 return sent
 
-    def _relay_batch(self, caused_by: str | None, created_before: datetime | None) -> int:
+    def _relay_batch(self, caused_by: list[str] | None, created_before: datetime | None) -> int:
         outbox = self.database.messaging.outbox
         with self.database.engine.connect() as connection:
             connection.begin()
@@ -84,7 +174,7 @@ class OutboxRelay:
                 .limit(self.batch_size)
             )
             if caused_by is not None:
-                query = query.where(outbox.c.causation_id == caused_by)
+                query = query.where(outbox.c.causation_id.in_(caused_by))
             if sending:
                 query = query.where(outbox.c.message_id.not_in(sending))
             if created_before is not None:
@@ -93,8 +183,9 @@ class OutboxRelay:
                 query = query.with_for_update(skip_locked=True)
             try:
                 rows = connection.execute(query).all()
-                for row in rows:
-                    self.send(row.queue_name, row.actor_name, row.message_id, row.body)
+                parts = [Outgoing.from_row(row.queue_name, row.actor_name, row.message_id, row.body) for row in rows]
+                for message in self._messages(parts):
+                    self.send(message.queue_name, message.actor_name, message.message_id, message.body)
                 if rows:
                     connection.execute(
                         outbox.update()
@@ -109,8 +200,11 @@ class OutboxRelay:
             log.info("outbox rows sent by the sweeper", rows=len(rows))
         return len(rows)
 
+    def _messages(self, parts: list[Outgoing]) -> list[WireMessage]:
+        return combine(parts, self.key_fields, max_bytes=self.max_bytes)
+
     def backlog(self) -> int:
-        """Messages not yet sent (the notes of those already sent are written first)."""
+        """Parts not yet sent (the notes of those already sent are written first)."""
         outbox = self.database.messaging.outbox
         with self.database.engine.connect() as connection:
             connection.begin()
@@ -124,7 +218,7 @@ class OutboxRelay:
 
 
 def write_sent_marks(connection: Connection, database: SideDatabase) -> tuple[dict[str, datetime], frozenset[str]]:
-    """Write the notes of messages sent since the last time, in the caller's transaction.
+    """Write the notes of parts sent since the last time, in the caller's transaction.
 
     Returns the notes written, which the caller puts back (``sent_marks.put_back``) if its
     transaction does not commit, and the ids this process is sending at this moment.

@@ -10,6 +10,7 @@ leaves unsent is the sweeper's (see ``shared.outbox``).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,12 +19,33 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message a transaction wrote to the outbox, as the broker takes it."""
+    """One outbox row (a *part*: one business document's rows for one queue), as the relay sends it."""
 
     queue_name: str
     actor_name: str
     message_id: str
+    #: The part's own envelope: what is sent when it leaves alone.
     body: str
+    contract: str
+    version: int
+    source: str
+    legal_entity: str | None
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        """Parts of one group may leave in one message (``shared.outbox_batches``)."""
+        return (self.queue_name, self.actor_name, self.contract, str(self.version), self.source, self.legal_entity or "")
+
+    @classmethod
+    def from_row(cls, queue_name: str, actor_name: str, message_id: str, body: str) -> "Outgoing":
+        """A stored outbox row; what the row has no column for is read from its envelope."""
+        try:
+            envelope = json.loads(body)
+            head = (str(envelope["contract"]), int(envelope["version"]), str(envelope["source"]), envelope.get("legal_entity"))
+        except (ValueError, KeyError, TypeError):
+            # Not ours to judge here: it leaves alone, as written, and its receiver says what is wrong.
+            head = ("", 0, "", message_id)
+        return cls(queue_name, actor_name, message_id, body, *head)
 
 
 class SentMarks:
@@ -44,10 +66,12 @@ class SentMarks:
         with self._lock:
             self._sending.difference_update(message_ids)
 
-    def sent(self, message_id: str, sent_at: datetime) -> None:
+    def sent(self, message_ids: Iterable[str], sent_at: datetime) -> None:
+        """The parts of one message, just sent."""
         with self._lock:
-            self._sending.discard(message_id)
-            self._sent[message_id] = sent_at
+            for message_id in message_ids:
+                self._sending.discard(message_id)
+                self._sent[message_id] = sent_at
 
     def take(self) -> tuple[dict[str, datetime], frozenset[str]]:
         """Every note so far, leaving none (the taker writes them, or puts them back), and what is

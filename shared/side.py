@@ -14,7 +14,7 @@ from contracts.registry import ContractRegistry
 from shared.consumer import Consumer, Endpoint, declare_actor
 from shared.messaging_tables import MessagingTables
 from shared.metrics import Metrics, SideGauge
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.periodic import PeriodicTask
 from shared.publisher import Publisher
 from shared.settings import Settings
@@ -42,7 +42,7 @@ class SideRuntime:
 
     spec: SideSpec
     database: SideDatabase
-    relay: OutboxRelay
+    relay: Outbox
     consumers: list[Consumer]
     actors: list[dramatiq.Actor[Any, Any]] = field(default_factory=list)
 
@@ -84,7 +84,12 @@ def assemble_side(
 ) -> SideRuntime:
     database = open_database(spec, settings)
     signer = Signer(key_ring(settings), spec.side.value)
-    relay = OutboxRelay(database, Publisher(broker, signer).send_raw, resend_after=settings.outbox_resend_after_seconds)
+    relay = Outbox(
+        database,
+        Publisher(broker, signer).send_raw,
+        key_fields=registry.key_fields,
+        resend_after=settings.outbox_resend_after_seconds,
+    )
     hears = verifier(settings)
     consumers = [
         Consumer(

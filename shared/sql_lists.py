@@ -52,6 +52,9 @@ class one_of(FunctionElement[bool]):  # noqa: N801 (named like SQL functions)
     type = Boolean()
     name = "one_of"
     inherit_cache = True
+    #: A condition as it stands: never ``(... IN (...)) = 1`` on SQLite (which has no boolean type), a
+    #: comparison that keeps SQLite from using an index on ``column`` (e.g. on ``lower(id)``).
+    _is_implicitly_boolean = True
 
 
 @compiles(one_of, "postgresql")

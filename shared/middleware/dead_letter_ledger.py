@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from shared.dead_letters import DeadLetter, record_dead_letter
+from shared.dead_letters import DeadLetter, received_digest, record_dead_letter
 from shared.errors import Malformed, PermanentError, Refused
 from shared.intake import KEPT_BYTES, Refusal
 from shared.logging import get_logger
@@ -46,6 +46,8 @@ class DeadLetterLedger(Middleware):
             error=exception,
             traceback="".join(traceback.format_exception(exception, limit=30)),
             attempts=retries + 1 if isinstance(exception, PermanentError) else max(retries, 1),
+            # which copy in the broker's dead letters is this letter's: its id is the sender's to reuse
+            copy_digest=received_digest(message),
             **_envelope_fields(body),
         )
         try:
@@ -84,6 +86,7 @@ class DeadLetterLedger(Middleware):
                 error=Malformed(refusal.reason + size),
                 traceback=None,
                 attempts=1,
+                copy_digest=refusal.digest,
             ),
         )
 

@@ -20,22 +20,28 @@ from contracts.expense_categories import MSDYN_EXPENSECATEGORIES, ExpenseCategor
 from contracts.queues import table_map
 from shared.settings import Settings
 from shared.unit_of_work import UnitOfWork
-from tests.integration.support import FINANCE, System, given_expense_categories, given_expense_enabled, given_transaction_categories
+from tests.integration.support import (
+    FINANCE,
+    System,
+    given_expense_categories,
+    given_expense_enabled,
+    given_transaction_categories,
+    load_setup_of,
+)
 from workers.demo.expense_steps import APPROVERS, REPORTS, SETUP_FILE
 from workers.finance import tables as fin
 from workers.finance.bootstrap import import_policy
 from workers.finance.expense_report_handlers import report_correlation
 from workers.finance.integration import IntegrationRun, run_integration
 from workers.finance.setup_document import read_setup_document
-from workers.finance.store.reference import save_setup
 
 CATEGORIES = {"HOTEL": "hotel", "AIRFARE": "airline"}
 
 
 def given_the_demo_reference_data(system: System) -> None:
-    """Finance's set-up file, HOTEL and AIRFARE usable in USPM, and project PRJ-US-100 managed by maria."""
-    with system.database(FINANCE).engine.begin() as connection:
-        save_setup(connection, read_setup_document(SETUP_FILE))
+    """The set-up file (finance's, its companies in Dataverse too), HOTEL and AIRFARE usable in USPM, and
+    project PRJ-US-100 managed by maria."""
+    load_setup_of(system.runtime, read_setup_document(SETUP_FILE))
     given_transaction_categories(system, *CATEGORIES)
     given_expense_enabled(system, CATEGORIES)
     given_expense_categories(system, "USPM", CATEGORIES)

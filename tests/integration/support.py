@@ -24,13 +24,14 @@ from contracts.senders import OPERATOR, authorization
 from contracts.envelope import Envelope, Side
 from contracts.queues import Queue
 from shared.consumer import Consumer
+from shared.outbox_batches import carried_parts
 from shared.publisher import Publisher
 from shared.signatures import Signer, key_ring
 from shared.side_database import SideDatabase
 from workers.dataverse import tables as dataverse_tables
 from workers.finance import tables as finance_tables
 from workers.finance.setup_document import SetupDocument, read_setup_document
-from workers.finance.store.reference import save_setup
+from workers.reference_data import load_setup
 from workers.runtime import Runtime
 from workers.upstream import publish
 
@@ -39,7 +40,8 @@ SETTLE_TIMEOUT = 20.0
 
 
 class System:
-    """All three sides running on one broker, with every relay send counted by message id."""
+    """All three sides running on one broker, with every relay send counted by the outbox rows
+    (parts) it carried: a message combining several counts once for each."""
 
     def __init__(self, runtime: Runtime, backend_name: str) -> None:
         self.runtime = runtime
@@ -55,7 +57,7 @@ class System:
         def counted(queue_name: str, actor_name: str, message_id: str, body: str) -> None:
             original(queue_name, actor_name, message_id, body)
             with self._sends_lock:
-                self.sends[message_id] += 1
+                self.sends.update(carried_parts(message_id, body))
 
         relay.send = counted
 
@@ -186,18 +188,21 @@ DEMO_SETUP_FILE = Path(workers.__file__).parent / "demo_data" / "setup.yaml"
 
 
 def companies_of_the_tests() -> SetupDocument:
-    """Finance's set-up of every company the integration tests name: the demo's USPM and DEMF, and USMF
-    (set up as USPM is). Finance refuses a company it does not know, as a deployment would."""
+    """The set-up of every company the integration tests name: the demo's USPM and DEMF, and USMF (set up
+    as USPM is). Finance and Dataverse refuse a company they do not know, as a deployment would."""
     demo = read_setup_document(DEMO_SETUP_FILE)
     usmf = demo.legal_entities[0].model_copy(update={"legal_entity": "USMF", "name": "Contoso Manufacturing US"})
     return demo.model_copy(update={"legal_entities": [*demo.legal_entities, usmf]})
 
 
+def load_setup_of(runtime: Runtime, document: SetupDocument) -> dict[str, int]:
+    """What `dualwrite setup` does on deployment, into the sides of ``runtime`` that keep reference data."""
+    return load_setup(document, {side: running.database.engine for side, running in runtime.sides.items()})
+
+
 def load_test_companies(runtime: Runtime) -> None:
-    """What `dualwrite setup` does on deployment, for the test companies; a runtime without finance has none."""
-    if Side.FINANCE in runtime.sides:
-        with runtime.side(Side.FINANCE).database.engine.begin() as connection:
-            save_setup(connection, companies_of_the_tests())
+    """The test companies, in finance and in Dataverse (those of them the runtime runs)."""
+    load_setup_of(runtime, companies_of_the_tests())
 
 
 # -- given: the state a scenario starts from -----------------------------------------------------

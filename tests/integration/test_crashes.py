@@ -14,6 +14,7 @@ the receivers (one inbox row per message id).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -233,12 +234,12 @@ class ForgetsFirstNote(SentMarks):
         super().__init__()
         self.forgotten: list[str] = []
 
-    def sent(self, message_id: str, sent_at: datetime) -> None:
+    def sent(self, message_ids: Iterable[str], sent_at: datetime) -> None:
         if self.forgotten:
-            super().sent(message_id, sent_at)
+            super().sent(message_ids, sent_at)
             return
-        self.forgotten.append(message_id)
-        self.not_sending([message_id])
+        self.forgotten.extend(message_ids)
+        self.not_sending(self.forgotten)
 
 
 def test_a_crash_after_the_send_before_the_row_is_marked_sent_resends_it_and_the_receiver_applies_it_once(

@@ -36,12 +36,13 @@ from tests.integration.support import (
     given_expense_categories,
     given_expense_enabled,
     given_transaction_categories,
+    load_setup_of,
 )
 from workers.dataverse import tables as dv
 from workers.finance import tables as fin
 from workers.finance.setup_document import read_setup_document
-from workers.finance.store.reference import save_setup
 from workers.reconcile import CompanyReconciliation, reconcile
+from workers.reference_data import DATAVERSE_COMPANIES
 from workers.runtime import Runtime
 
 D = Decimal
@@ -110,10 +111,10 @@ def settle_cleanly(system: System, step: str) -> None:
 
 
 def given_the_demo_setup(system: System) -> None:
-    """The finance set-up file, expense categories in both companies, and the two projects."""
-    with system.database(FINANCE).engine.begin() as connection:
-        counts = save_setup(connection, read_setup_document(SETUP_FILE))
-    assert counts["legal_entities"] == 2
+    """The set-up file (finance's, its companies in Dataverse too), expense categories in both companies,
+    and the two projects."""
+    counts = load_setup_of(system.runtime, read_setup_document(SETUP_FILE))
+    assert (counts["legal_entities"], counts[DATAVERSE_COMPANIES]) == (2, 2)
     given_transaction_categories(system, *CATEGORIES)
     given_expense_enabled(system, CATEGORIES)
     for legal_entity, codes in COMPANY_CATEGORIES.items():

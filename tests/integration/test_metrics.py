@@ -20,7 +20,7 @@ from tests.integration.report_flow import (
     post_report,
     unique_correlation,
 )
-from tests.integration.support import FINANCE, System, given_transaction_categories
+from tests.integration.support import FINANCE, System, given_transaction_categories, load_test_companies
 from workers.runtime import Runtime
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -42,6 +42,7 @@ def served(backend) -> Iterator[System]:  # noqa: ANN001
     try:
         system = System(runtime, backend.name)
         runtime.create_tables()
+        load_test_companies(runtime)
         runtime.start()
         yield system
     finally:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import insert, inspect, select, text, update
 
 from contracts.envelope import Side
 from shared import migrations
@@ -30,11 +32,13 @@ from shared.waiting import wait_until
 from tests.conftest import services_settings
 from workers.cli import main
 from workers.cli.exit_codes import ExitCode
+from workers.dataverse import tables as dataverse_tables
+from workers.finance import tables as finance_tables
 from workers.process import serve
 from workers.runtime import ALL_SIDES, SPECS, Runtime
 
 #: Each side's newest revision: the bridge has the table maps' tables besides the operators' ones.
-HEADS = {"finance": "0005_inbox_digest", "dataverse": "0004_inbox_digest", "bridge": "0008_inbox_digest"}
+HEADS = {"finance": "0008_inbox_parts", "dataverse": "0008_inbox_parts", "bridge": "0010_inbox_parts"}
 INITIAL = "0001_initial"
 
 
@@ -76,7 +80,9 @@ def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
 
 
 def schema_differences(database: SideDatabase) -> list[Any]:
-    with database.engine.connect() as connection:
+    with database.engine.connect() as connection, warnings.catch_warnings():
+        # SQLite's indexes on lower(id) cannot be reflected: unique_indexes_on_lower_ids checks them
+        warnings.filterwarnings("ignore", message=".*expression-based index")
         context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
         return compare_metadata(context, database.metadata)
 
@@ -86,6 +92,29 @@ def upgrade_to(database: SideDatabase, revision: str) -> None:
         command.upgrade(migrations.config(database, connection), revision)
 
 
+def revision_before(database: SideDatabase, revision: str) -> str:
+    """The revision ``revision`` upgrades from."""
+    down = ScriptDirectory.from_config(migrations.config(database)).get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down
+
+
+def unique_indexes_on_lower_ids(database: SideDatabase) -> dict[str, str]:
+    """The unique indexes on lower(id) the database holds, by name, with their definitions."""
+    with database.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            found = connection.execute(text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE 'uq\\_%\\_lower\\_%'"
+            ))
+        else:
+            found = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'uq\\_%\\_lower\\_%' ESCAPE '\\'"))
+        return dict(found.all())
+
+
+def expected_unique_indexes_on_lower_ids(database: SideDatabase) -> set[str]:
+    return {index.name for table in database.metadata.tables.values() for index in table.indexes if index.unique and "_lower_" in index.name}
+
+
 # -- the migrations ------------------------------------------------------------------------------
 
 
@@ -93,6 +122,7 @@ def test_upgrade_head_on_empty_databases_yields_exactly_the_metadata_schema(data
     for side, database in databases.items():
         assert migrations.upgrade(database) == (None, HEADS[side])
         assert schema_differences(database) == [], f"{side}: migrations and metadata differ"
+        assert set(unique_indexes_on_lower_ids(database)) == expected_unique_indexes_on_lower_ids(database)
         assert migrations.revisions(database).at_head
 
 
@@ -100,7 +130,7 @@ def test_the_comparison_sees_a_schema_one_revision_behind(databases: dict[str, S
     upgrade_to(databases["finance"], INITIAL)
 
     added = {diff[3].name for diff in schema_differences(databases["finance"]) if diff[0] == "add_column"}
-    assert added == {"outcome", "resolved_at", "resolved_by", "replayed_body", "row_version", "row_origin", "digest"}
+    assert added == {"outcome", "resolved_at", "resolved_by", "replayed_body", "row_version", "row_origin", "digest", "copy_digest", "carried_by"}
 
 
 def test_db_upgrade_creates_all_three_then_is_idempotent(
@@ -151,6 +181,77 @@ def test_a_database_made_before_migrations_is_adopted(databases: dict[str, SideD
         assert schema_differences(database) == []
     columns = {column["name"] for column in inspect(bridge.engine).get_columns("dead_letters")}
     assert {"outcome", "resolved_by"} <= columns
+
+
+def test_an_existing_database_is_upgraded_to_dataverse_companies_and_unique_indexes_on_lower_ids(
+    databases: dict[str, SideDatabase],
+) -> None:
+    # Given finance and Dataverse as they were before Dataverse had companies and either side these
+    # indexes, holding a project, an expense category and a report
+    finance, dataverse = databases["finance"], databases["dataverse"]
+    upgrade_to(finance, revision_before(finance, "0007_ids_in_any_case"))
+    upgrade_to(dataverse, revision_before(dataverse, "0006_legal_entities"))
+    with dataverse.engine.begin() as connection:
+        connection.execute(insert(dataverse_tables.projects), [
+            {"project_id": "PRJ-1", "legal_entity": "USPM", "name": "One", "project_manager": "maria", "billable": True},
+        ])
+    with finance.engine.begin() as connection:
+        connection.execute(insert(finance_tables.expense_reports), [
+            {"legal_entity": "USPM", "report_id": "R-1", "worker": "alice", "status": "draft"},
+        ])
+        connection.execute(insert(finance_tables.expense_categories), [
+            {"legal_entity": "USPM", "expense_category": "HOTEL", "name": "Hotel", "shared_category": "HOTEL", "expense_type": "hotel"},
+        ])
+
+    # When they are upgraded
+    assert migrations.upgrade(finance)[1] == HEADS["finance"]
+    assert migrations.upgrade(dataverse)[1] == HEADS["dataverse"]
+
+    # Then each holds the unique index on lower(id) of every id the case check covers, rows kept
+    for database in (finance, dataverse):
+        held = unique_indexes_on_lower_ids(database)
+        assert set(held) == expected_unique_indexes_on_lower_ids(database) != set()
+        assert all("UNIQUE" in definition.upper() and "lower(" in definition for definition in held.values()), held
+    assert len(unique_indexes_on_lower_ids(finance)) == 4 and len(unique_indexes_on_lower_ids(dataverse)) == 3
+    with dataverse.engine.connect() as connection:
+        assert connection.scalars(select(dataverse_tables.projects.c.project_id)).all() == ["PRJ-1"]
+        # And Dataverse has its companies' table, empty until `dualwrite setup` loads it
+        assert connection.execute(select(dataverse_tables.legal_entities)).all() == []
+    with finance.engine.connect() as connection:
+        assert connection.scalars(select(finance_tables.expense_reports.c.report_id)).all() == ["R-1"]
+
+
+def test_an_upgrade_over_ids_differing_only_in_case_stops_naming_them_and_changes_nothing(
+    backend: Any, databases: dict[str, SideDatabase], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Dataverse before these revisions, holding PRJ-1 and prj-1 (written before the sides refused such ids)
+    configure_cli(monkeypatch, backend.settings)
+    dataverse = databases["dataverse"]
+    before = revision_before(dataverse, "0006_legal_entities")
+    upgrade_to(dataverse, before)
+    projects = dataverse_tables.projects
+    with dataverse.engine.begin() as connection:
+        connection.execute(insert(projects), [
+            {"project_id": "PRJ-1", "legal_entity": "USPM", "name": "One", "project_manager": "maria", "billable": True},
+            {"project_id": "prj-1", "legal_entity": "DEMF", "name": "One again", "project_manager": "jonas", "billable": True},
+        ])
+
+    # When an operator upgrades it, the upgrade stops, naming both ids, and leaves the database as it was
+    code, report = cli_json(capsys, "db", "upgrade", "--side", "dataverse")
+    assert code == ExitCode.FAILED
+    [side] = report["sides"]
+    assert side["ok"] is False
+    assert "projects holds project_id values that differ only in case: PRJ-1 / prj-1" in side["error"]
+    assert "rename or merge them, then run `dualwrite db upgrade` again" in side["error"]
+    assert migrations.revisions(dataverse).current == before
+    assert "legal_entities" not in inspect(dataverse.engine).get_table_names()
+    assert unique_indexes_on_lower_ids(dataverse) == {}
+
+    # When the operator renames one, the upgrade goes through
+    with dataverse.engine.begin() as connection:
+        connection.execute(update(projects).where(projects.c.project_id == "prj-1").values(project_id="PRJ-1-DE"))
+    code, report = cli_json(capsys, "db", "upgrade", "--side", "dataverse")
+    assert code == ExitCode.OK and report["sides"][0]["after"] == HEADS["dataverse"]
 
 
 # -- workers refuse a database that is behind ----------------------------------------------------

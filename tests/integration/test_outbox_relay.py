@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import table_map
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.side import open_database
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
@@ -62,7 +62,7 @@ def sent_at(database: SideDatabase, message_id: str) -> object:
 def test_a_message_sent_from_memory_is_marked_sent_by_the_next_transaction_and_not_sent_again(bridge_database: SideDatabase) -> None:
     # Given a committed message, sent from memory right after its commit
     sends = Sends()
-    relay = OutboxRelay(bridge_database, sends, resend_after=0)
+    relay = Outbox(bridge_database, sends, resend_after=0)
     uow = carry_one(bridge_database, incoming(), relay_after_commit=True)
     relay.send_committed(uow.outgoing)
     [message_id] = uow.emitted
@@ -87,12 +87,12 @@ def test_the_sweeper_leaves_young_rows_to_the_transaction_that_wrote_them_and_se
 
     # When a sweeper runs while the row is younger than its resend delay, nothing is sent
     patient = Sends()
-    assert OutboxRelay(bridge_database, patient, resend_after=3600).sweep() == 0
+    assert Outbox(bridge_database, patient, resend_after=3600).sweep() == 0
     assert not patient and sent_at(bridge_database, message_id) is None
 
     # Then once the row is old enough the sweeper sends it, once, and marks it sent
     sweeps = Sends()
-    sweeper = OutboxRelay(bridge_database, sweeps, resend_after=0)
+    sweeper = Outbox(bridge_database, sweeps, resend_after=0)
     assert sweeper.sweep() == 1
     assert sweeper.sweep() == 0
     assert sweeps == {message_id: 1}
@@ -102,7 +102,7 @@ def test_the_sweeper_leaves_young_rows_to_the_transaction_that_wrote_them_and_se
 def test_a_redelivery_does_not_send_what_this_process_is_still_sending(bridge_database: SideDatabase) -> None:
     # Given a message committed by a first delivery that has not sent it yet
     sends = Sends()
-    relay = OutboxRelay(bridge_database, sends, resend_after=0)
+    relay = Outbox(bridge_database, sends, resend_after=0)
     cause = incoming()
     uow = carry_one(bridge_database, cause, relay_after_commit=True)
 
@@ -124,11 +124,11 @@ def test_a_message_whose_send_failed_is_left_to_the_redelivery(bridge_database: 
     cause = incoming()
     uow = carry_one(bridge_database, cause, relay_after_commit=True)
     with pytest.raises(ConnectionError):
-        OutboxRelay(bridge_database, unreachable).send_committed(uow.outgoing)
+        Outbox(bridge_database, unreachable).send_committed(uow.outgoing)
 
     # When the message is redelivered (the error made dramatiq retry it) and relays from the outbox
     sends = Sends()
-    assert OutboxRelay(bridge_database, sends).relay(caused_by=str(cause.message_id)) == 1
+    assert Outbox(bridge_database, sends).relay(caused_by=str(cause.message_id)) == 1
 
     # Then the outgoing message was sent once, and is marked sent
     assert sends == {uow.emitted[0]: 1}

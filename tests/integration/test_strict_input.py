@@ -2,26 +2,37 @@
 
 Each scenario runs on the embedded default and on the real Redis and PostgreSQL (the ``system``
 fixture): an id differing only in case from a held one is never merged into it or created beside
-it, a company finance does not know is refused, and approving another company's report is a
-broken rule, not a message that arrived early.
+it (not even by a transaction that commits one while a batch is being applied), a company finance
+or Dataverse does not know is refused, and approving another company's report is a broken rule,
+not a message that arrived early.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
 
-from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS
+from sqlalchemy import select, text
+
+from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, table_map
+from shared.side_database import SideDatabase
+from shared.waiting import wait_until
 from tests.integration.report_flow import given_the_demo_reference_data, report_statuses, step
 from tests.integration.support import (
+    BRIDGE,
     DATAVERSE,
     FINANCE,
     System,
+    companies_of_the_tests,
     given_transaction_categories,
 )
+from workers.bridge.activity import activity_log
+from workers.dataverse import repository as dataverse_repository
 from workers.dataverse import tables as dataverse
+from workers.dataverse.domain.projects import Project
 from workers.demo.expense_steps import REPORTS
 from workers.finance import tables as finance
 from workers.finance.expense_report_handlers import report_correlation
+from workers.reference_data import load_setup
 
 
 def projects(system: System, side) -> list[tuple]:  # noqa: ANN001
@@ -171,3 +182,106 @@ def test_a_transaction_category_in_another_case_is_refused_by_dataverse(system: 
     assert list(system.shared_categories()) == ["TAXI"]
     table = dataverse.transaction_categories
     assert system.rows(DATAVERSE, select(table.c.category, table.c.name)) == [("TAXI", "Taxi")]
+
+
+def test_a_company_dataverse_does_not_know_is_refused_with_nothing_written(system: System) -> None:
+    # Given Dataverse's companies USPM, DEMF and USMF (the set-up loaded on both sides)
+    assert system.count(DATAVERSE, dataverse.legal_entities) == 3
+
+    # When an upstream system creates a project for ZZ01, a company Dataverse was never set up for
+    command = system.publish(
+        "create_projects",
+        [{"project_id": "PRJ-ZZ-1", "name": "Nowhere", "project_manager": "maria", "billable": True}],
+        legal_entity="ZZ01",
+    )
+    system.settle()
+
+    # Then Dataverse refused it at the first attempt with the reason finance gives, and wrote nothing
+    letter = the_only_dead_letter(system, DATAVERSE, command.message_id)
+    assert letter.queue_name == DATAVERSE_COMMANDS.name
+    assert "legal entity 'ZZ01' is not a company of dataverse (its companies are those loaded with `dualwrite setup`)" in letter.error
+    assert system.applied(DATAVERSE, command.message_id) == 0
+    assert system.outbox_caused_by(DATAVERSE, command.message_id) == []
+    assert projects(system, DATAVERSE) == projects(system, FINANCE) == []
+
+    # And nothing reached finance, so no table map failed
+    assert map_failures(system, "msdyn_projects") == []
+
+
+def test_rows_of_a_company_only_finance_knows_are_refused_by_dataverse_at_the_first_attempt(system: System) -> None:
+    # Given finance set up for ZZ02 as for USPM, which Dataverse was never set up for
+    given_the_demo_reference_data(system)
+    tests = companies_of_the_tests()
+    zz02 = tests.model_copy(update={"legal_entities": [tests.legal_entities[0].model_copy(update={"legal_entity": "ZZ02"})]})
+    load_setup(zz02, {FINANCE: system.database(FINANCE).engine})
+
+    # When finance creates an expense category for ZZ02, which msdyn_expensecategories carries to Dataverse
+    command = system.publish(
+        "create_expense_categories",
+        [{"expense_category": "TAXI", "name": "Taxi", "shared_category": "HOTEL"}],
+        legal_entity="ZZ02",
+    )
+    system.settle()
+
+    # Then Dataverse refused the map's rows at the first attempt, naming the company, and holds nothing of ZZ02
+    [letter] = system.dead_letters(DATAVERSE)
+    assert (letter.queue_name, letter.error_type, letter.attempts) == (
+        table_map("msdyn_expensecategories").inbound.name, "BusinessRuleViolation", 1,
+    )
+    assert "legal entity 'ZZ02' is not a company of dataverse" in letter.error
+    assert [row for row in system.dataverse_expense_categories() if row[0] == "ZZ02"] == []
+    assert system.dead_letters(FINANCE) == system.dead_letters(BRIDGE) == []
+
+    # And the bridge logged it as a failure of the map, refused by Dataverse (the sides disagree on their companies)
+    [failed] = map_failures(system, "msdyn_expensecategories")
+    assert (failed.message_id, failed.detail["refused_by"]) == (letter.message_id, "dataverse")
+    assert "legal entity 'ZZ02' is not a company of dataverse" in failed.detail["error"]
+
+
+def test_a_case_variant_committed_while_dataverse_applies_a_batch_is_refused_at_the_first_attempt(system: System, backend: Any) -> None:
+    # Given a transaction that has written project PRJ-RACE of USPM and not committed yet
+    database = system.database(DATAVERSE)
+    with database.engine.connect() as connection:
+        transaction = connection.begin()
+        dataverse_repository.save_projects(connection, [
+            Project(legal_entity="USPM", project_id="PRJ-RACE", name="First", project_manager="maria", billable=True),
+        ])
+
+        # When an upstream system creates prj-race meanwhile
+        command = system.publish(
+            "create_projects",
+            [{"project_id": "prj-race", "name": "Second", "project_manager": "maria", "billable": True}],
+            legal_entity="USPM",
+        )
+        if backend.real_services:
+            # On PostgreSQL its check passed (PRJ-RACE is not committed) and its insert now waits on the
+            # unique index on lower(project_id); on SQLite it waits for the write lock, before its check
+            wait_until(lambda: inserts_waiting_on_a_lock(database, "projects") == 1, timeout=20,
+                       what="Dataverse's insert of prj-race waiting on the index")
+        transaction.commit()
+    system.settle()
+
+    # Then the batch is refused at its first attempt, as the check refuses it, naming both ids
+    letter = the_only_dead_letter(system, DATAVERSE, command.message_id)
+    assert "create_projects refused, nothing written: project 'prj-race' differs only in case from the existing project 'PRJ-RACE'" in letter.error
+
+    # And only the first transaction's project exists; nothing was sent to finance
+    assert [row[:3] for row in projects(system, DATAVERSE)] == [("PRJ-RACE", "USPM", "First")]
+    assert system.outbox_caused_by(DATAVERSE, command.message_id) == []
+
+
+def map_failures(system: System, table_map_name: str) -> list[Any]:
+    with system.database(BRIDGE).engine.connect() as connection:
+        return activity_log(connection, table_map_name, limit=100, kinds=("failed",), oldest_first=True)
+
+
+def inserts_waiting_on_a_lock(database: SideDatabase, table: str) -> int:
+    """PostgreSQL sessions of ``database`` whose insert into ``table`` waits on another transaction's lock."""
+    with database.engine.connect() as connection:
+        return connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE :insert"
+            ),
+            {"insert": f"INSERT INTO {table} %"},
+        )

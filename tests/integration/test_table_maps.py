@@ -28,7 +28,7 @@ from contracts.registry import Contract, build_registry
 from shared.consumer import Endpoint
 from shared.waiting import wait_until
 from tests.integration.operators import operator_environment
-from tests.integration.support import BRIDGE, DATAVERSE, System
+from tests.integration.support import BRIDGE, DATAVERSE, System, load_test_companies
 from workers.bridge import map_control
 from workers.bridge.activity import Activity, activity_log
 from workers.bridge.handlers import MapCarrier
@@ -335,6 +335,7 @@ def system_with_v2(backend: Any) -> Iterator[System]:
                 consumer.endpoint = Endpoint(OUTBOUND, {MAP: MapCarrier(map_declaration(MAP), registry)})
         running = System(runtime, backend.name)
         runtime.create_tables()
+        load_test_companies(runtime)
         runtime.start()
         yield running
     finally:

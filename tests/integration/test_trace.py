@@ -25,7 +25,7 @@ from tests.integration.report_flow import (
     step,
     unique_correlation,
 )
-from tests.integration.support import FINANCE, System
+from tests.integration.support import FINANCE, System, load_test_companies
 from workers.cli.exit_codes import ExitCode
 from workers.dataverse.domain.system_jobs import approval_job_id
 from workers.runtime import Runtime
@@ -165,6 +165,7 @@ def stopped(backend) -> Iterator[System]:  # noqa: ANN001
     runtime = Runtime(backend.settings.model_copy(update={"outbox_sweep_seconds": 3600}))
     try:
         runtime.create_tables()
+        load_test_companies(runtime)
         yield System(runtime, backend.name)
     finally:
         runtime.stop()

@@ -13,6 +13,7 @@ from typing import Any
 import dramatiq
 from sqlalchemy import func, select
 
+from contracts.envelope import Side
 from contracts.queues import all_queues
 from contracts.registry import ContractRegistry
 from shared.keys import KeyRing
@@ -23,7 +24,7 @@ from workers.bench.services import BenchFailed, BenchServices
 from workers.dataverse import tables as dv
 from workers.finance import tables as fin
 from workers.finance.expense_report_handlers import report_correlation
-from workers.finance.store.reference import save_setup
+from workers import reference_data
 from workers.upstream import publish
 
 #: How often a wait reports progress.
@@ -116,13 +117,14 @@ class Pipeline:
 
 
 def load_setup(pipeline: Pipeline, companies: list[Company], projects: dict[str, list[BenchProject]]) -> None:
-    """Finance set-up, transaction categories, expense use, expense categories per company, projects."""
+    """Finance set-up (its companies in Dataverse too), transaction categories, expense use, expense categories
+    per company, projects."""
     document = load.setup_document(companies)
-    with pipeline.database("finance").engine.begin() as connection:
-        counts = save_setup(connection, document)
+    counts = reference_data.load_setup(document, {side: pipeline.database(side.value).engine for side in (Side.FINANCE, Side.DATAVERSE)})
     pipeline.progress(
         f"finance set-up loaded: {counts['legal_entities']} legal entities "
-        f"({', '.join(f'{c.legal_entity} {c.currency}' for c in companies)}), {counts['exchange_rates']} exchange rates"
+        f"({', '.join(f'{c.legal_entity} {c.currency}' for c in companies)}), {counts['exchange_rates']} exchange rates; "
+        f"{counts[reference_data.DATAVERSE_COMPANIES]} companies in Dataverse"
     )
 
     categories = load.CATEGORIES

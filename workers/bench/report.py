@@ -127,6 +127,11 @@ def summary(result: BenchResult) -> list[str]:
             f"signatures  Ed25519 per message ({s['median_bytes']:,}-byte msdyn_expenses envelopes): sign {s['sign_us']:.0f} us, "
             f"verify {s['verify_us']:.0f} us; {s['messages']:,} messages applied in the run = {s['cpu_seconds']:.2f} CPU-s{share}"
         )
+    if s.get("messages") and s.get("parts"):
+        lines.append(
+            f"batching    {s['messages']:,} messages applied in the whole run carried {s['parts']:,} documents' parts "
+            f"({s['parts'] / s['messages']:.1f} per message)"
+        )
     memory = ", ".join(f"{m.role} {m.peak_mb:,.1f} MB" for m in result.memory)
     lines.append(f"memory      peak resident (VmHWM) per worker process: {memory}")
     b = result.baseline

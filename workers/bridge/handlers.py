@@ -99,7 +99,15 @@ class MapCarrier:
     # -- applying one message --------------------------------------------------------------------
 
     def apply(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> None:
-        """Send the message's rows on as the map's active version; count and log it."""
+        """Send the message's rows on as the map's active version, each business document's rows
+        (each part) as a part of its own, with its own activity-log line."""
+        if len(message.parts) == 1:
+            self._apply_part(message, uow, status, kind)
+            return
+        for part in message.parts:
+            self._apply_part(message.only([part]), uow, status, kind)
+
+    def _apply_part(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> None:
         envelope = message.envelope
         version = status.active_version
         if envelope.version > version:
@@ -129,6 +137,7 @@ class MapCarrier:
                 outgoing,
                 correlation_id=envelope.correlation_id,
                 legal_entity=envelope.legal_entity,
+                cause=message.parts[0],
             )
         keys = integration_keys(self.declaration, payload["rows"], envelope.legal_entity)
         shown = keys[:KEYS_LOGGED] + ([f"... {len(keys) - KEYS_LOGGED} more"] if len(keys) > KEYS_LOGGED else [])

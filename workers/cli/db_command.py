@@ -44,6 +44,7 @@ def _databases(settings: Settings, only: str | None) -> list[Any]:
 
 def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from shared import migrations
+    from shared.migrations.ids_in_any_case import CaseVariantsHeld
 
     results: list[dict[str, Any]] = []
     code = ExitCode.OK
@@ -54,6 +55,11 @@ def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
             fail(f"{database.side} database unavailable: {error.orig}")
             results.append({"side": database.side, "ok": False, "error": redact_text(error.orig)})
             code = ExitCode.UNAVAILABLE
+            continue
+        except CaseVariantsHeld as error:  # rows an operator must settle first; the side is left as it was
+            fail(f"{database.side}: {error}")
+            results.append({"side": database.side, "ok": False, "error": redact_text(str(error))})
+            code = code if code != ExitCode.OK else ExitCode.FAILED
             continue
         finally:
             database.dispose()

@@ -10,6 +10,11 @@ A letter's body and error are anyone's to write: whatever they hold, they are li
 (strangers' messages, malformed bytes) are grouped by reason and queue; they are not replayed or
 edited unless the operator says they checked the sender (``--trust-sender``), and malformed
 bytes never are: they can only be purged.
+
+A letter is named by its message id (or its first characters), or by its letter id (``finance:17``,
+the side and row of its reason; ``broker:<digest>`` for a broker copy without one). A sender may
+reuse a message id, so one id can name several letters: the command then stops (exit 3) and lists
+their letter ids to choose from. Whatever is named, only that letter's own broker copy is touched.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import functools
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +50,14 @@ from workers.operations.broker_queues import (
     EmbeddedBrokerOutOfReach,
     open_broker_queues,
 )
-from workers.operations.dead_letter_queue import AmbiguousId, DeadLetter, DeadLetterQueue, envelope_of
+from workers.operations.dead_letter_queue import (
+    LETTER_ID,
+    AmbiguousId,
+    DeadLetter,
+    DeadLetterQueue,
+    envelope_of,
+    letter_id_of,
+)
 from workers.operations.dead_letter_records import DeadLetterLedgers, DeadLetterRecord, LedgerUnavailable
 from workers.operations.dead_letter_repair import (
     TRUST_SENDER_OPTION,
@@ -56,6 +69,10 @@ from workers.operations.dead_letter_repair import (
 
 #: The widest a cell of ``dlq list`` gets (a pattern is cut, its non-printable characters escaped).
 CELL_CHARACTERS = 160
+ID_HELP = (
+    "message id (or its first characters), or letter id (finance:17, broker:3fa9c2e1b07d; see `dlq list --json`) "
+    "when one message id names several letters"
+)
 
 
 class Stop(Exception):
@@ -93,7 +110,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     listing.set_defaults(run=run_list)
 
     show = actions.add_parser("show", help="one dead letter: envelope, error, traceback, attempts, history")
-    show.add_argument("message_id", metavar="ID", help="message id (or its first characters)")
+    show.add_argument("message_id", metavar="ID", help=ID_HELP)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=run_show)
 
@@ -115,7 +132,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--version) or a whole envelope (a document with \"payload\"). It is validated first; the original "
         "is kept beside the edit.",
     )
-    edit.add_argument("message_id", metavar="ID", help="message id (or its first characters)")
+    edit.add_argument("message_id", metavar="ID", help=ID_HELP)
     edit.add_argument("file", metavar="FILE", help="JSON file, or - for standard input")
     edit.add_argument("--version", type=int, help="contract version the corrected payload is written in")
     edit.add_argument("--legal-entity", help="set the envelope's legal entity")
@@ -134,7 +151,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("message_ids", nargs="*", metavar="ID", help="message ids (or their first characters)")
+    parser.add_argument("message_ids", nargs="*", metavar="ID", help=ID_HELP)
     parser.add_argument("--group", metavar="G", help="every letter of this cause (the GROUP of `dlq list`)")
     parser.add_argument("--all", action="store_true", help="every dead letter")
 
@@ -177,7 +194,10 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
                 for g in groups
             ],
         )
-        print("\n`dualwrite dlq show ID` for a letter (ids: `--json`), `dualwrite dlq replay --group GROUP` once the cause is fixed")
+        print(
+            "\n`dualwrite dlq show ID` for a letter (message and letter ids: `--json`), "
+            "`dualwrite dlq replay --group GROUP` once the cause is fixed"
+        )
         if any(g.cause.refused for g in groups):
             print(
                 "refused (not heard at all; nothing of them was applied): purge them, or find out who sent them; "
@@ -191,13 +211,17 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with _command(settings, need_broker=False) as (ledgers, broker):
         queue = DeadLetterQueue(ledgers, broker)
         letter = _one(queue, args.message_id, dead_only=False)
+        row = None if letter is not None else _resolved_row(ledgers, args.message_id)
         try:
-            history = queue.history(letter.message_id if letter else args.message_id)
+            if letter is not None or row is not None:
+                history = ledgers.history([letter.message_id if letter is not None else row.message_id])
+            else:
+                history = queue.history(args.message_id)
         except AmbiguousId as error:
             raise Stop(ExitCode.INVALID_INPUT, str(error)) from None
         if letter is None and not history:
             raise Stop(ExitCode.INVALID_INPUT, f"no dead letter {args.message_id}")
-        document = show_document(letter, history)
+        document = show_document(letter, history, row)
         if args.json:
             print_json(document)
         else:
@@ -205,9 +229,20 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     return ExitCode.OK
 
 
-def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) -> dict[str, Any]:
-    """One letter: the latest row (the dead one, or the last resolved), its envelope, and every row before."""
-    record = letter.record if letter and letter.record else (history[-1] if history else None)
+def _resolved_row(ledgers: DeadLetterLedgers, wanted: str) -> DeadLetterRecord | None:
+    """The row a letter id (``finance:17``) names when its letter is not dead any more."""
+    found = LETTER_ID.match(wanted.strip().lower())
+    if found is None or found.group(1) is None:
+        return None
+    return ledgers.row(found.group(1), int(found.group(2)))
+
+
+def show_document(
+    letter: DeadLetter | None, history: list[DeadLetterRecord], row: DeadLetterRecord | None = None
+) -> dict[str, Any]:
+    """One letter: its latest row (the dead one; else the row named, or the last resolved), its
+    envelope, and every row of its message id (other letters under that id included, each named)."""
+    record = letter.record if letter and letter.record else (row or (history[-1] if history else None))
     body = letter.body if letter else record.body
     # Anyone's bytes: JSON of any shape is shown as it is; anything else (not JSON, nested too deep)
     # as its first characters, escaped, with why.
@@ -215,6 +250,7 @@ def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) ->
     envelope = reading.value if reading.is_json else shown(body)
     cut = body_cut_size(body)
     document: dict[str, Any] = {
+        "letter": letter.letter_id if letter else letter_id_of(record),
         "message_id": letter.message_id if letter else record.message_id,
         "dead": letter is not None,
         "group_id": letter.cause.cause_id if letter else None,
@@ -231,6 +267,7 @@ def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) ->
         "attempts": record.attempts if record else None,
         "dead_at": _iso(letter.dead_at if letter else record.dead_at),
         "in_broker": letter.in_broker if letter else None,
+        "copy_digest": (letter.digest if letter else record.copy_digest),
         "outcome": record.outcome if record else None,
         "envelope": envelope,
         "envelope_problem": (
@@ -246,6 +283,7 @@ def show_document(letter: DeadLetter | None, history: list[DeadLetterRecord]) ->
 
 def _history_row(row: DeadLetterRecord) -> dict[str, Any]:
     return {
+        "letter": letter_id_of(row),
         "side": row.side,
         "queue": row.queue_name,
         "dead_at": _iso(row.dead_at),
@@ -263,7 +301,7 @@ def _print_letter(d: dict[str, Any]) -> None:
     # Every value here may come from a stranger's bytes: non-printable characters are escaped.
     state = "dead" if d["dead"] else f"not dead any more ({d['outcome']})"
     version = d["version"] if isinstance(d["version"], int) else (None if d["version"] is None else "?")
-    print(_safe(f"message      {d['message_id']}  ({state})"))
+    print(_safe(f"message      {d['message_id']}  ({state}; letter {d['letter']})"))
     print(_safe(f"queue        {d['queue']}  (side {d['side']}, actor {d['actor']})"))
     print(_safe(f"contract     {d['contract']} v{version}  correlation {d['correlation_id']}"))
     print(f"died         {d['dead_at']} after {d['attempts']} attempt(s); in broker: {_yes_no(d['in_broker'])}")
@@ -284,11 +322,11 @@ def _print_letter(d: dict[str, Any]) -> None:
     if d["traceback"]:
         print("traceback")
         print("\n".join(f"  {_safe(line)}" for line in d["traceback"].rstrip().splitlines()))
-    if len(d["history"]) > 1 or not d["dead"]:
+    if len(d["history"]) > 1 or not d["dead"]:  # every row of the message id, each with its letter id
         print("history")
         for row in d["history"]:
             done = f"{row['outcome']} by {row['resolved_by']} at {row['resolved_at']}" if row["outcome"] else "dead"
-            print(_safe(f"  {row['dead_at']}  {row['error_type']}: {row['error']}  -> {done}"))
+            print(_safe(f"  {row['dead_at']}  {row['letter']}  {row['error_type']}: {row['error']}  -> {done}"))
 
 
 # -- replay, edit, purge -------------------------------------------------------------------------
@@ -315,11 +353,13 @@ def run_edit(args: argparse.Namespace, settings: Settings) -> int:
         fail(str(error))
         return ExitCode.INVALID_INPUT
     with _command(settings, need_broker=True) as (ledgers, broker):
-        letter = _one(DeadLetterQueue(ledgers, broker), args.message_id, dead_only=True)
+        queue = DeadLetterQueue(ledgers, broker)
+        letters = queue.letters()
+        letter = _one(queue, args.message_id, dead_only=True, letters=letters)
         correction = Correction(document, source=args.file, version=args.version, legal_entity=args.legal_entity)
         try:
             report = _repair(ledgers, broker, args, settings).edit(
-                letter, correction, f"message {letter.message_id}", trust_sender=args.trust_sender
+                letter, correction, _target([letter], letters), trust_sender=args.trust_sender
             )
         except NotReplayable as error:
             raise Stop(ExitCode.INVALID_INPUT, f"nothing was sent: {error}") from None
@@ -357,8 +397,19 @@ def _selection(args: argparse.Namespace, queue: DeadLetterQueue) -> tuple[list[D
             raise Stop(ExitCode.INVALID_INPUT, f"no dead-letter group {args.group} (see `dualwrite dlq list`)")
         return list(group.letters), f"group {group.group_id}"
     found = [_one(queue, wanted, dead_only=True, letters=letters) for wanted in dict.fromkeys(args.message_ids)]
-    unique = list({letter.message_id: letter for letter in found}.values())
-    return unique, ("message " if len(unique) == 1 else "messages ") + ", ".join(letter.message_id for letter in unique)
+    unique = list({letter.letter_id: letter for letter in found}.values())
+    return unique, _target(unique, letters)
+
+
+def _target(chosen: list[DeadLetter], letters: list[DeadLetter]) -> str:
+    """How the audit log names the letters chosen by id: their message ids, each with its letter id
+    when another dead letter carries that message id too."""
+    carriers = Counter(letter.message_id for letter in letters)
+    names = [
+        f"{letter.message_id} (letter {letter.letter_id})" if carriers[letter.message_id] > 1 else letter.message_id
+        for letter in chosen
+    ]
+    return ("message " if len(chosen) == 1 else "messages ") + ", ".join(names)
 
 
 def _one(queue: DeadLetterQueue, wanted: str, *, dead_only: bool, letters: list[DeadLetter] | None = None) -> DeadLetter | None:
@@ -392,13 +443,13 @@ def _report(report: RepairReport, as_json: bool, done: str) -> int:
     if as_json:
         print_json(report.as_json())
         for skipped in report.skipped:  # on stderr too, beside the JSON a script reads
-            fail(f"{skipped.message_id} not sent: {skipped.why}")
+            fail(f"{skipped.message_id} (letter {skipped.letter}) not sent: {skipped.why}")
     else:
-        print(f"{len(report.done)} dead letter(s) {done} ({report.target})")
+        print(_safe(f"{len(report.done)} dead letter(s) {done} ({report.target})"))
         for refusal in report.refused:
-            print(_safe(f"  still dead: {refusal.message_id}  {refusal.error_type}: {refusal.error}"))
+            print(_safe(f"  still dead: {refusal.message_id} (letter {refusal.letter})  {refusal.error_type}: {refusal.error}"))
         for skipped in report.skipped:
-            print(_safe(f"  not sent: {skipped.message_id}  {skipped.why}"))
+            print(_safe(f"  not sent: {skipped.message_id} (letter {skipped.letter})  {skipped.why}"))
     if report.skipped and not report.done and not report.refused:
         return ExitCode.INVALID_INPUT
     return ExitCode.FAILED if report.refused or report.skipped else ExitCode.OK

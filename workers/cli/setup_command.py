@@ -1,4 +1,5 @@
-"""``dualwrite setup FILE``: load finance reference data (companies, accounts, tax, workers, rates)."""
+"""``dualwrite setup FILE``: load the reference data: finance's (companies, accounts, tax, workers, rates) and
+Dataverse's (its companies), from one document."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from workers.cli.output import fail, print_json
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
-        "setup", help="load the finance set-up document (JSON or YAML) into the finance database"
+        "setup", help="load the set-up document (JSON or YAML) into the finance database, and its companies into Dataverse's"
     )
     parser.add_argument("file", type=Path, help="set-up document, e.g. workers/demo_data/setup.yaml")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
@@ -25,9 +26,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.finance.bootstrap import SPEC
+    from workers.dataverse.bootstrap import SPEC as DATAVERSE
+    from workers.finance.bootstrap import SPEC as FINANCE
     from workers.finance.setup_document import read_setup_document
-    from workers.finance.store.reference import save_setup
+    from workers.reference_data import load_setup
 
     try:
         document = read_setup_document(args.file)
@@ -40,16 +42,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except InvalidContract as error:
         fail(f"{error}; nothing was loaded")
         return ExitCode.INVALID_INPUT
-    database = open_database(SPEC, settings)
-    try:
-        migrations.upgrade(database)  # the first command of a deployment: creates or upgrades the schema
-        with database.engine.begin() as connection:
-            counts = save_setup(connection, document)
-    except OperationalError as error:
-        fail(f"finance database unavailable: {error.orig}")
-        return ExitCode.UNAVAILABLE
-    finally:
-        database.dispose()
+    counts: dict[str, int] = {}
+    for spec in (FINANCE, DATAVERSE):  # each side's database on its own: an error names the one that failed
+        database = open_database(spec, settings)
+        try:
+            migrations.upgrade(database)  # the first command of a deployment: creates or upgrades the schema
+            counts.update(load_setup(document, {spec.side: database.engine}))
+        except OperationalError as error:
+            fail(f"{spec.side.value} database unavailable: {error.orig}")
+            return ExitCode.UNAVAILABLE
+        finally:
+            database.dispose()
     if args.json:
         print_json(counts)
     else:

@@ -1,4 +1,4 @@
-"""Wires Dataverse's handlers to its queues."""
+"""Wires Dataverse's handlers to its queues, each behind the check that its message's company is Dataverse's."""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ from contracts.transaction_categories import CREATE_TRANSACTION_CATEGORIES
 from shared.consumer import Endpoint
 from shared.side import SideSpec
 from workers.dataverse import expense_handlers, exports, handlers, project_handlers
+from workers.dataverse.companies import for_known_companies
 from workers.dataverse.tables import messaging, metadata
 
 
 def endpoints() -> list[Endpoint]:
+    """A company-scoped message for a company Dataverse does not know is refused before its handler runs."""
+    return [Endpoint(endpoint.queue, for_known_companies(endpoint.handlers)) for endpoint in _endpoints()]
+
+
+def _endpoints() -> list[Endpoint]:
     return [
         Endpoint(
             DATAVERSE_COMMANDS,

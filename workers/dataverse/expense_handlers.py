@@ -18,7 +18,7 @@ from contracts.actuals import (
 )
 from contracts.expenses import ExpensesV1
 from contracts.queues import DATAVERSE_SYSTEM_JOBS, table_map
-from contracts.registry import Decoded
+from contracts.registry import Decoded, by_part
 from shared.errors import refuse_if_any
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork, utcnow
@@ -26,12 +26,17 @@ from workers.dataverse import expense_repository, job_repository, repository
 from workers.dataverse.domain.actuals import Actual
 from workers.dataverse.domain.approvals import ApprovalOutcome, run_approval
 from workers.dataverse.domain.expenses import ExpenseRecord
+from workers.dataverse.domain.system_jobs import approval_job_id
 
 log = get_logger(__name__)
 
 
 def apply_expenses(message: Decoded[ExpensesV1], uow: UnitOfWork) -> None:
-    """msdyn_expenses: record the posted lines and queue one automated approval per new record."""
+    """msdyn_expenses: record the posted lines and queue one automated approval per new record.
+
+    The jobs of each business document (each part of the message) keep its correlation id and
+    are sent on in a part of their own, caused by that document's part.
+    """
     legal_entity = message.envelope.legal_entity
     records = [ExpenseRecord(legal_entity=legal_entity, **row.model_dump()) for row in message.payload.rows]
     owners = expense_repository.expense_owners(uow.connection, (record.expense_id for record in records))
@@ -44,31 +49,39 @@ def apply_expenses(message: Decoded[ExpensesV1], uow: UnitOfWork) -> None:
         "msdyn_expenses",
     )
     expense_repository.save_expenses(uow.connection, records)
+    part_of_job = {approval_job_id(record.expense_id): message.part_of(index) for index, record in enumerate(records)}
     job_ids = job_repository.create_approval_jobs(
         uow.connection,
         legal_entity,
-        message.envelope.correlation_id,
-        [record.expense_id for record in records],
+        [(record.expense_id, message.part_of(index).correlation_id) for index, record in enumerate(records)],
         utcnow(),
     )
-    if job_ids:
+    for part, jobs in by_part(job_ids, part_of_job.__getitem__):
         uow.emit(
             DATAVERSE_SYSTEM_JOBS,
             RUN_SYSTEM_JOBS.name,
             RUN_SYSTEM_JOBS.latest,
-            RunSystemJobsV1(rows=[SystemJobRefV1(job_id=job_id) for job_id in job_ids]),
-            correlation_id=message.envelope.correlation_id,
+            RunSystemJobsV1(rows=[SystemJobRefV1(job_id=job_id) for job_id in jobs]),
+            correlation_id=part.correlation_id,
             legal_entity=legal_entity,
+            cause=part,
         )
 
 
 def run_system_jobs(message: Decoded[RunSystemJobsV1], uow: UnitOfWork) -> None:
-    """Run the named approval jobs: claimed first (visibly in progress), then approved in this unit of work."""
+    """Run the named approval jobs in this unit of work: each approved record's actuals are created
+    and sent on, in one part per business document (each part of the message).
+
+    The jobs are claimed in this transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): a job is
+    run by exactly one message, and a failed attempt leaves it waiting for the retry, whatever
+    message carries its part next.
+    """
     legal_entity = message.envelope.legal_entity
     runner = str(message.envelope.message_id)
-    claimed = _claim(uow, legal_entity, [row.job_id for row in message.payload.rows], runner)
+    named = [row.job_id for row in message.payload.rows]
+    claimed = job_repository.claim_jobs(uow.connection, legal_entity, named, runner, utcnow())
     if not claimed:
-        log.info("no system job left to run", named=len(message.payload.rows))
+        log.info("no system job left to run", named=len(named))
         return
     jobs = job_repository.claimed_expenses(uow.connection, claimed, runner)
     projects = repository.projects_by_id(uow.connection, (expense.project_id for expense in jobs.values()))
@@ -83,14 +96,17 @@ def run_system_jobs(message: Decoded[RunSystemJobsV1], uow: UnitOfWork) -> None:
     expense_repository.mark_approved(uow.connection, [o.expense_id for o in outcomes if o.succeeded])
     job_repository.record_outcomes(uow.connection, outcomes, runner, utcnow())
     _log_failures(outcomes)
-    if new_actuals:
+    part_of_job = {job_id: message.part_of(index) for index, job_id in enumerate(named)}
+    job_of_expense = {expense.expense_id: job_id for job_id, expense in jobs.items()}
+    for part, actuals in by_part(new_actuals, lambda actual: part_of_job[job_of_expense[actual.expense_id]]):
         uow.emit(
             table_map(MSDYN_ACTUALS.name).outbound,
             MSDYN_ACTUALS.name,
             MSDYN_ACTUALS.latest,
-            ActualsV1(rows=[_actual_row(actual) for actual in new_actuals]),
-            correlation_id=message.envelope.correlation_id,
+            ActualsV1(rows=[_actual_row(actual) for actual in actuals]),
+            correlation_id=part.correlation_id,
             legal_entity=legal_entity,
+            cause=part,
         )
 
 
@@ -108,19 +124,6 @@ def apply_actual_postings(message: Decoded[ActualPostingsV1], uow: UnitOfWork) -
         "msdyn_actualpostings",
     )
     expense_repository.record_postings(uow.connection, legal_entity, postings)
-
-
-def _claim(uow: UnitOfWork, legal_entity: str, job_ids: list[str], runner: str) -> list[str]:
-    """Claim the jobs in a short transaction of their own, so they show in progress while they run.
-
-    SQLite allows one writer at a time and this unit of work already holds it (its transaction
-    began with BEGIN IMMEDIATE), so a second transaction would wait on our own lock: there the
-    claim joins the unit of work, and the jobs go from waiting to their outcome in one commit.
-    """
-    if uow.connection.dialect.name == "sqlite":
-        return job_repository.claim_jobs(uow.connection, legal_entity, job_ids, runner, utcnow())
-    with uow.database.engine.begin() as connection:
-        return job_repository.claim_jobs(connection, legal_entity, job_ids, runner, utcnow())
 
 
 def _log_failures(outcomes: list[ApprovalOutcome]) -> None:

@@ -22,7 +22,7 @@ from contracts.transaction_categories import (
 )
 from contracts.envelope import Side
 from contracts.row_versions import own_changes, stamp_local_change
-from shared.case_variants import refuse_case_variants
+from shared.case_variants import CaseVariants
 from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.dataverse import repository
@@ -32,12 +32,14 @@ from workers.dataverse.domain.projects import Project, change_project_status, es
 def create_transaction_categories(message: Decoded[CreateTransactionCategoriesV1], uow: UnitOfWork) -> None:
     """Transaction categories are mastered here and carried to finance by msdyn_transactioncategories."""
     codes = [row.category for row in message.payload.rows]
-    refuse_case_variants(
+    variants = CaseVariants(
         "create_transaction_categories", "transaction category", codes,
-        repository.transaction_categories_in_another_case(uow.connection, codes),
+        lambda connection: repository.transaction_categories_in_another_case(connection, codes),
     )
+    variants.refuse_held(uow.connection)
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
-    repository.save_transaction_categories(uow.connection, rows)
+    with variants.guard(uow.connection):
+        repository.save_transaction_categories(uow.connection, rows)
     uow.emit(
         table_map(MSDYN_TRANSACTIONCATEGORIES.name).outbound,
         MSDYN_TRANSACTIONCATEGORIES.name,
@@ -51,12 +53,15 @@ def apply_expense_categories(message: Decoded[ExpenseCategoriesV1], uow: UnitOfW
     """msdyn_expensecategories: the legal-entity-specific copies of finance's expense categories."""
     legal_entity = message.envelope.legal_entity
     codes = [row.expense_category for row in message.payload.rows]
-    refuse_case_variants(
+    variants = CaseVariants(
         "msdyn_expensecategories", "expense category", codes,
-        repository.expense_categories_in_another_case(uow.connection, legal_entity, codes), f" of company {legal_entity}",
+        lambda connection: repository.expense_categories_in_another_case(connection, legal_entity, codes),
+        f" of company {legal_entity}",
     )
+    variants.refuse_held(uow.connection)
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
-    repository.save_expense_categories(uow.connection, legal_entity, rows)
+    with variants.guard(uow.connection):
+        repository.save_expense_categories(uow.connection, legal_entity, rows)
 
 
 def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None:
@@ -64,7 +69,8 @@ def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None
     legal_entity = message.envelope.legal_entity
     rows = message.payload.rows
     ids = [row.project_id for row in rows]
-    refuse_case_variants("create_projects", "project", ids, repository.projects_in_another_case(uow.connection, ids))
+    variants = CaseVariants("create_projects", "project", ids, lambda connection: repository.projects_in_another_case(connection, ids))
+    variants.refuse_held(uow.connection)
     existing = repository.projects_by_id(uow.connection, ids, for_update=True)
     created, refusals = [], Refusals("create_projects")
     for index, row in enumerate(rows):
@@ -73,7 +79,8 @@ def create_projects(message: Decoded[CreateProjectsV1], uow: UnitOfWork) -> None
             held = existing.get(row.project_id)
             created.append(stamp_local_change(held, new_project(legal_entity, project, held), Side.DATAVERSE))
     refusals.raise_if_any()
-    repository.save_projects(uow.connection, created)
+    with variants.guard(uow.connection):
+        repository.save_projects(uow.connection, created)
     _send_projects(message, uow, created)
 
 

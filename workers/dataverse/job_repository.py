@@ -44,10 +44,13 @@ _JOBS_OF_EXPENSES = select(system_jobs.c.expense_id).where(
 
 
 def create_approval_jobs(
-    connection: Connection, legal_entity: str, correlation_id: str, expense_ids: Sequence[str], now: datetime
+    connection: Connection, legal_entity: str, expenses: Sequence[tuple[str, str]], now: datetime
 ) -> list[str]:
-    """One waiting approval job per expense record that has none yet; returns the new jobs' ids."""
-    existing = set(connection.scalars(_JOBS_OF_EXPENSES, {"b_expense_ids": sorted(set(expense_ids))}))
+    """One waiting approval job per expense record that has none yet; returns the new jobs' ids.
+
+    ``expenses`` are (expense id, correlation id of its business document) pairs.
+    """
+    existing = set(connection.scalars(_JOBS_OF_EXPENSES, {"b_expense_ids": sorted({e for e, _ in expenses})}))
     new = [
         {
             "job_id": approval_job_id(expense_id),
@@ -58,7 +61,7 @@ def create_approval_jobs(
             "attempts": 0,
             "created_at": now,
         }
-        for expense_id in expense_ids
+        for expense_id, correlation_id in expenses
         if expense_id not in existing
     ]
     # A concurrent delivery of the same record may have won the race: its job stands, ours is dropped.
@@ -71,9 +74,9 @@ def claim_jobs(
 ) -> list[str]:
     """Mark the named jobs in progress for ``claimed_by``; returns the ids it got, in order.
 
-    A job is claimable while waiting, or while in progress for this same message: a retried
-    delivery of the message takes back the jobs its failed attempt had claimed. One statement:
-    the jobs are chosen and locked (another runner skips them, on PostgreSQL) and claimed at once.
+    A job is claimable while waiting (or in progress for this same message, as rows written before
+    claims joined the run's transaction may be). One statement: the jobs are chosen and locked
+    (another runner skips them, on PostgreSQL) and claimed at once, in the caller's transaction.
     """
     claimed = connection.scalars(
         _CLAIM_JOBS,

@@ -17,7 +17,7 @@ from contracts.batch import MAX_ROWS
 from contracts.envelope import Envelope, Side
 from contracts.queues import DATAVERSE_SYSTEM_JOBS
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.keys import KeyRing
 from shared.publisher import Publisher
 from shared.signatures import Signer
@@ -63,7 +63,7 @@ def retry_jobs(
         messages = [str(_send_to_run(uow, batch).message_id) for batch in _batches(retried)]
         uow.commit()
     if ring is not None and ring.can_sign_as(Side.DATAVERSE.value):
-        OutboxRelay(database, Publisher(broker, Signer(ring, Side.DATAVERSE.value)).send_raw).relay()
+        Outbox(database, Publisher(broker, Signer(ring, Side.DATAVERSE.value)).send_raw).relay()
     elif messages:
         log.info("run_system_jobs left to the Dataverse worker's outbox sweeper (no Dataverse signing key here)")
     log.info("system jobs retried", jobs=len(retried), messages=len(messages))

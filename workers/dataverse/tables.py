@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, Text, false
 
+from shared.case_variants import unique_in_any_case
 from shared.messaging_tables import messaging_tables
 from shared.sql_types import FixedPoint, Money
 
@@ -12,6 +13,15 @@ messaging = messaging_tables(metadata)
 
 #: Exchange rates keep eight decimals, as the contracts carry them.
 Rate = FixedPoint(scale=8)
+
+#: The companies Dataverse serves, loaded by `dualwrite setup` (workers/dataverse/companies.py): a
+#: company-scoped message for any other is refused.
+legal_entities = Table(
+    "legal_entities",
+    metadata,
+    Column("legal_entity", String(8), primary_key=True),
+    Column("name", String(100), nullable=False),
+)
 
 transaction_categories = Table(
     "transaction_categories",
@@ -45,6 +55,11 @@ projects = Table(
     Column("row_version", Integer, nullable=False, default=0, server_default="0"),
     Column("row_origin", String(16), nullable=False, default="dataverse", server_default="dataverse"),
 )
+
+#: No id beside one differing only in case (shared/case_variants.py): expense categories per company.
+unique_in_any_case(transaction_categories.c.category)
+unique_in_any_case(expense_categories.c.expense_category, expense_categories.c.legal_entity)
+unique_in_any_case(projects.c.project_id)
 
 expense_estimates = Table(
     "expense_estimates",

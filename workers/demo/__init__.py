@@ -16,7 +16,7 @@ __all__ = ["Demo", "StepResult"]
 
 class Demo(CategorySteps, ExpenseSteps):
     def run(self) -> list[StepResult]:
-        # Finance knows its companies from its set-up and refuses any other: loaded before anything else
+        # Finance and Dataverse know their companies from the set-up and refuse any other: loaded before anything else
         self.finance_setup()
         self.run_category_steps()
         self.run_expense_steps()

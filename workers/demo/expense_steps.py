@@ -30,8 +30,8 @@ from workers.finance.bootstrap import import_policy
 from workers.finance.expense_report_handlers import report_correlation
 from workers.finance.integration import run_integration
 from workers.finance.setup_document import read_setup_document
-from workers.finance.store.reference import save_setup
 from workers.reconcile import CompanyReconciliation, reconcile
+from workers.reference_data import DATAVERSE_COMPANIES, load_setup
 
 SETUP_FILE = Path(__file__).resolve().parent.parent / "demo_data" / "setup.yaml"
 
@@ -101,16 +101,19 @@ class ExpenseSteps(Scenario):
     # -- steps ----------------------------------------------------------------------------------
 
     def finance_setup(self) -> None:
-        document = read_setup_document(SETUP_FILE)
-        with self._database(Side.FINANCE).engine.begin() as connection:
-            counts = save_setup(connection, document)
+        """Finance's set-up, and the same companies in Dataverse: each side refuses a company it does not know."""
+        counts = load_setup(read_setup_document(SETUP_FILE), {side: self._database(side).engine for side in self.runtime.sides})
+        dataverse_companies = counts.pop(DATAVERSE_COMPANIES)
 
         def check() -> tuple[bool, str]:
             currencies = self._query(Side.FINANCE, select(finance.legal_entities.c.legal_entity, finance.legal_entities.c.accounting_currency).order_by(finance.legal_entities.c.legal_entity))
-            ok = [tuple(r) for r in currencies] == [("DEMF", "EUR"), ("USPM", "USD")]
-            return ok, f"companies {', '.join(f'{le} in {cur}' for le, cur in currencies)}; " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+            in_dataverse = self._query(Side.DATAVERSE, select(dataverse.legal_entities.c.legal_entity).order_by(dataverse.legal_entities.c.legal_entity))
+            ok = [tuple(r) for r in currencies] == [("DEMF", "EUR"), ("USPM", "USD")] and [r[0] for r in in_dataverse] == ["DEMF", "USPM"]
+            return ok, (f"companies {', '.join(f'{le} in {cur}' for le, cur in currencies)}; "
+                        + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+                        + f"; Dataverse: {dataverse_companies} companies ({', '.join(r[0] for r in in_dataverse)})")
 
-        self._step("Finance loads its set-up (dualwrite setup workers/demo_data/setup.yaml)", "setup", check)
+        self._step("Finance and Dataverse load their companies (dualwrite setup workers/demo_data/setup.yaml)", "setup", check)
 
     def reports_created_and_submitted(self, report_ids: list[str]) -> None:
         for report_id in report_ids:

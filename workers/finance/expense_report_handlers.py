@@ -11,7 +11,7 @@ from contracts.expense_reports import (
 from contracts.expenses import MSDYN_EXPENSES, ExpensesV1, ExpenseV1
 from contracts.queues import table_map
 from contracts.registry import Decoded
-from shared.case_variants import refuse_case_variants
+from shared.case_variants import CaseVariants, refuse_case_variants
 from shared.errors import NotYet, Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.finance.companies import known_company
@@ -55,10 +55,11 @@ def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOf
     rows = message.payload.rows
     setup = _setup(uow, legal_entity)
     ids = [row.report_id for row in rows]
-    refuse_case_variants(
+    variants = CaseVariants(
         "create_expense_reports", "report", ids,
-        report_store.reports_in_another_case(uow.connection, legal_entity, ids), f" of company {legal_entity}",
+        lambda connection: report_store.reports_in_another_case(connection, legal_entity, ids), f" of company {legal_entity}",
     )
+    variants.refuse_held(uow.connection)
     existing = report_store.reports_by_id(uow.connection, legal_entity, (row.report_id for row in rows), for_update=True)
     projects = report_store.projects_by_id(uow.connection, (line.project_id for row in rows for line in row.lines))
     unknown = [line.project_id for row in rows for line in row.lines if line.project_id and line.project_id not in projects]
@@ -77,7 +78,8 @@ def create_expense_reports(message: Decoded[CreateExpenseReportsV1], uow: UnitOf
         with refusals.row():
             created.append(create_report(report, existing=existing.get(row.report_id), setup=setup, categories=categories, projects=projects))
     refusals.raise_if_any()
-    report_store.save_new_reports(uow.connection, created)
+    with variants.guard(uow.connection):
+        report_store.save_new_reports(uow.connection, created)
 
 
 def submit_expense_reports(message: Decoded[SubmitExpenseReportsV1], uow: UnitOfWork) -> None:

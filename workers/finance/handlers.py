@@ -12,7 +12,7 @@ from contracts.expense_categories import (
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from contracts.transaction_categories import TransactionCategoriesV1
-from shared.case_variants import refuse_case_variants
+from shared.case_variants import CaseVariants
 from shared.errors import Refusals
 from shared.unit_of_work import UnitOfWork
 from workers.finance.companies import known_company
@@ -27,16 +27,18 @@ from workers.finance.domain.categories import (
 def create_shared_categories(message: Decoded[TransactionCategoriesV1], uow: UnitOfWork) -> None:
     """msdyn_transactioncategories: four shared categories per transaction category, once."""
     codes = [row.category for row in message.payload.rows]
-    refuse_case_variants(
+    variants = CaseVariants(
         "msdyn_transactioncategories", "shared category", codes,
-        category_store.shared_categories_in_another_case(uow.connection, codes),
+        lambda connection: category_store.shared_categories_in_another_case(connection, codes),
     )
+    variants.refuse_held(uow.connection)
     categories = [
         shared
         for row in message.payload.rows
         for shared in shared_categories_for(row.category, row.name, row.description)
     ]
-    category_store.save_new_shared_categories(uow.connection, categories)
+    with variants.guard(uow.connection):
+        category_store.save_new_shared_categories(uow.connection, categories)
 
 
 def enable_expense_on_shared_category(message: Decoded[EnableExpenseOnSharedCategoryV1], uow: UnitOfWork) -> None:
@@ -56,10 +58,12 @@ def create_expense_categories(message: Decoded[CreateExpenseCategoriesV1], uow: 
     rows = message.payload.rows
     known_company(uow.connection, legal_entity)
     codes = [row.expense_category for row in rows]
-    refuse_case_variants(
+    variants = CaseVariants(
         "create_expense_categories", "expense category", codes,
-        category_store.expense_categories_in_another_case(uow.connection, legal_entity, codes), f" of company {legal_entity}",
+        lambda connection: category_store.expense_categories_in_another_case(connection, legal_entity, codes),
+        f" of company {legal_entity}",
     )
+    variants.refuse_held(uow.connection)
     shared = category_store.expense_shared_categories(uow.connection, (row.shared_category for row in rows))
     created, refusals = [], Refusals("create_expense_categories")
     for index, row in enumerate(rows):
@@ -70,7 +74,8 @@ def create_expense_categories(message: Decoded[CreateExpenseCategoriesV1], uow: 
                 )
             )
     refusals.raise_if_any()
-    category_store.save_expense_categories(uow.connection, created)
+    with variants.guard(uow.connection):
+        category_store.save_expense_categories(uow.connection, created)
     uow.emit(
         table_map(MSDYN_EXPENSECATEGORIES.name).outbound,
         MSDYN_EXPENSECATEGORIES.name,

@@ -17,7 +17,7 @@ from contracts.envelope import Side
 from contracts.queues import table_map
 from contracts.registry import Decoded
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
 from workers.finance.companies import known_company
@@ -102,7 +102,7 @@ def post_integration_journals(
     journal_ids: list[str] | None = None,
     *,
     limit: int = 50,
-    relay: OutboxRelay | None = None,
+    relay: Outbox | None = None,
     imported: list[Journal] | None = None,
 ) -> list[JournalPosting]:
     """Post open journals: ledger, project subledger, and the results back to Dataverse (via the outbox).
@@ -132,7 +132,7 @@ def post_integration_journals(
 POSTING_BATCH = 50
 
 
-def run_integration(database: SideDatabase, relay: OutboxRelay | None, policy: ImportPolicy) -> IntegrationRun:
+def run_integration(database: SideDatabase, relay: Outbox | None, policy: ImportPolicy) -> IntegrationRun:
     """Import everything staged, post every open journal, then send the posting results."""
     total = IntegrationRun()
     while True:

@@ -10,7 +10,7 @@ from contracts.maps import map_declaration
 from contracts.projects import MSDYN_PROJECTS, ProjectsV2, ProjectV2, UpdateProjectsV1
 from contracts.queues import table_map
 from contracts.registry import Decoded
-from shared.case_variants import refuse_case_variants
+from shared.case_variants import CaseVariants
 from shared.errors import Refusals
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
@@ -30,7 +30,8 @@ def apply_projects(message: Decoded[ProjectsV2], uow: UnitOfWork) -> None:
     known_company(uow.connection, legal_entity)
     rows = [row.model_dump(mode="json") for row in message.payload.rows]
     ids = [row["project_id"] for row in rows]
-    refuse_case_variants("msdyn_projects", "project", ids, projects_in_another_case(uow.connection, ids))
+    variants = CaseVariants("msdyn_projects", "project", ids, lambda connection: projects_in_another_case(connection, ids))
+    variants.refuse_held(uow.connection)
     held = projects_for_update(uow.connection, ids)
     applied, refusals = [], Refusals("msdyn_projects")
     for index, row in enumerate(rows):
@@ -42,7 +43,8 @@ def apply_projects(message: Decoded[ProjectsV2], uow: UnitOfWork) -> None:
                 log.info("project row not applied", project_id=row["project_id"], outcome=outcome.value,
                          version=row["row_version"], origin=row["row_origin"])
     refusals.raise_if_any()
-    report_store.save_projects(uow.connection, applied)
+    with variants.guard(uow.connection):
+        report_store.save_projects(uow.connection, applied)
 
 
 def update_projects(message: Decoded[UpdateProjectsV1], uow: UnitOfWork) -> None:

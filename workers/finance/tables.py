@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, DateTime, Index, Integer, MetaData, String, Table, UniqueConstraint
 
+from shared.case_variants import unique_in_any_case
 from shared.messaging_tables import messaging_tables
 from shared.sql_types import FixedPoint, Money
 
@@ -35,6 +36,10 @@ expense_categories = Table(
     Column("shared_category", String(30), nullable=False),
     Column("expense_type", String(32), nullable=False),
 )
+
+#: No code beside one differing only in case (shared/case_variants.py): per transaction class, per company.
+unique_in_any_case(shared_categories.c.category, shared_categories.c.transaction_class)
+unique_in_any_case(expense_categories.c.expense_category, expense_categories.c.legal_entity)
 
 # -- reference data (dualwrite setup) ------------------------------------------------------------
 
@@ -120,6 +125,8 @@ projects = Table(
     Column("row_origin", String(16), nullable=False, default="dataverse", server_default="dataverse"),
 )
 
+unique_in_any_case(projects.c.project_id)
+
 # -- expense reports -----------------------------------------------------------------------------
 
 expense_reports = Table(
@@ -132,6 +139,9 @@ expense_reports = Table(
     Column("voucher", String(60)),
     Column("posted_on", Date),
 )
+
+#: Report ids are unique per company; the lowered id leads, so a look-up across companies uses it too.
+unique_in_any_case(expense_reports.c.report_id, expense_reports.c.legal_entity)
 
 expense_lines = Table(
     "expense_lines",

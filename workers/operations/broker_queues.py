@@ -29,7 +29,7 @@ import redis.exceptions
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.broker import BROKER_UNAVAILABLE, make_broker
-from shared.dead_letters import fit_message_id
+from shared.dead_letters import copy_digest, fit_message_id
 from shared.errors import ConfigurationError
 from shared.publisher import Publisher
 from shared.signatures import Signer
@@ -79,6 +79,9 @@ class BrokerLetter:
     dead_at: datetime | None
     #: The broker's own handle on this copy (a Redis message id, an AMQP delivery tag).
     handle: Any = field(compare=False, repr=False)
+    #: The copy's identity: the SHA-256 of its exact bytes (shared/dead_letters.py ``copy_digest``),
+    #: which the side recorded with the letter's reason. Two copies with one message id differ in it.
+    digest: str = ""
 
     @property
     def message_id(self) -> str:
@@ -93,6 +96,11 @@ class BrokerLetter:
         if isinstance(args, list) and len(args) == 1 and isinstance(args[0], str):
             return args[0]
         return json.dumps(args)
+
+
+def broker_letter(queue_name: str, raw: bytes | str, dead_at: datetime | None, handle: Any) -> BrokerLetter:
+    """A dead-letter copy read from the broker: its bytes parsed, and their digest as its identity."""
+    return BrokerLetter(queue_name, parse_dramatiq_message(raw), dead_at, handle=handle, digest=copy_digest(raw))
 
 
 def parse_dramatiq_message(raw: bytes | str) -> dict[str, Any]:
@@ -127,7 +135,7 @@ class HeldDeadLetters(ABC):
 
     @abstractmethod
     def remove(self, letters: Iterable[BrokerLetter]) -> int:
-        """Take these copies off the dead-letter queue; how many were removed."""
+        """Take these copies off the dead-letter queue (and out of :attr:`letters`); how many were removed."""
 
 
 class BrokerQueues(ABC):

@@ -6,6 +6,13 @@ broker: one whose broker copy has expired is still listed (and can still be repl
 row's copy of the envelope), flagged ``in_broker: false``. A broker copy without a row (the
 side could not record the reason) is listed too, under a cause of its own.
 
+Each row is a letter, paired with exactly its own broker copy (:func:`pair_copies`): the one whose
+bytes have the digest the side recorded with the reason (``copy_digest``), never merely one with
+the same message id, because message ids are the senders' to choose and two letters may share one
+(a refused stranger reusing a real message's id, a careless sender). Each letter has an id of its
+own, ``<side>:<row>`` (``broker:<digest>`` for a copy without a row), by which an operator names it
+when its message id names several.
+
 Whatever a letter's body holds (not JSON, not UTF-8, JSON nested 100,000 deep, fields of the
 wrong types), it is listed, grouped and shown: bodies are read with :mod:`shared.untrusted_json`,
 and one that is not JSON is shown as text, capped, its non-printable characters escaped.
@@ -13,8 +20,9 @@ and one that is not JSON is shown as text, capped, its non-printable characters 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +39,10 @@ UNRECORDED_TEXT = "dead-lettered without a recorded reason (see the consuming wo
 #: Widths of what a letter without a row shows from its broker copy (as a row would hold them).
 _CONTRACT_CHARACTERS = 64
 _ACTOR_CHARACTERS = 128
+#: A letter without a row is named ``broker:`` and the start of its copy's digest, this long.
+_DIGEST_SHOWN = 12
+#: A letter id as an operator types it: ``finance:17``, or ``broker:`` and at least 6 hex digits.
+LETTER_ID = re.compile(r"^(?:(finance|dataverse|bridge):(\d{1,18})|broker:([0-9a-f]{6,64}))$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,24 @@ class DeadLetter:
     broker_copies: tuple[BrokerLetter, ...]
     #: False when the broker could not be asked (the embedded broker, from another process).
     broker_checked: bool
+
+    @property
+    def letter_id(self) -> str:
+        """The letter's own id: ``<side>:<row>`` of its row, else ``broker:`` and the start of its copy's digest.
+
+        Stable from one run to the next (rows are never deleted), and apart from any other letter's
+        even when both carry one message id.
+        """
+        if self.record is not None:
+            return letter_id_of(self.record)
+        return f"broker:{self.broker_copies[0].digest[:_DIGEST_SHOWN]}" if self.broker_copies else "broker:?"
+
+    @property
+    def digest(self) -> str | None:
+        """The digest of this letter's broker copy: the row's record of it, else the copy's own."""
+        if self.record is not None and self.record.copy_digest:
+            return self.record.copy_digest
+        return self.broker_copies[0].digest if self.broker_copies else None
 
     @property
     def cause(self) -> Cause:
@@ -95,6 +125,7 @@ class DeadLetter:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "letter": self.letter_id,
             "message_id": self.message_id,
             "side": self.record.side if self.record else None,
             "queue": self.queue_name,
@@ -164,7 +195,58 @@ class DeadLetterGroup:
 
 
 class AmbiguousId(LookupError):
-    """Raised when an id prefix names more than one dead letter."""
+    """Raised when an id (or its first characters) names more than one dead letter."""
+
+
+def letter_id_of(record: DeadLetterRecord) -> str:
+    """The id of the letter a row records: ``<side>:<row>``."""
+    return f"{record.side}:{record.row_id}"
+
+
+def pair_copies(
+    records: Sequence[DeadLetterRecord], copies: Sequence[BrokerLetter]
+) -> tuple[list[list[BrokerLetter]], list[BrokerLetter]]:
+    """Each row's own broker copies (by the row's position), and the copies no row claims.
+
+    A row is paired only with copies of its own queue. A row that recorded its copy's digest gets
+    the one copy with exactly those bytes (rows and copies oldest first: byte-identical copies, the
+    same message dead twice, go one to a row). A row recorded before digests were kept gets a copy
+    with its message id that carries its own envelope; copies with that id left over go to the
+    latest such row of the id, as all copies of an id went to its latest row before. A copy no row
+    claims (another sender's bytes under a real letter's id, say) is a letter of its own.
+    """
+    own: list[list[BrokerLetter]] = [[] for _ in records]
+    free = list(copies)
+    taken: set[int] = set()
+
+    def claim(index: int, copy_at: int) -> None:
+        own[index].append(free[copy_at])
+        taken.add(copy_at)
+
+    by_digest: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for at, copy in enumerate(free):
+        by_digest[(copy.queue_name, copy.digest)].append(at)
+    legacy: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        if record.copy_digest:
+            found = by_digest.get((record.queue_name, record.copy_digest))
+            if found:
+                claim(index, found.pop(0))
+        else:
+            legacy[(record.queue_name, record.message_id)].append(index)
+    for (queue_name, message_id), indices in legacy.items():
+        candidates = [
+            at for at, copy in enumerate(free)
+            if at not in taken and copy.queue_name == queue_name and copy.message_id == message_id
+        ]
+        for index in indices:
+            same = next((at for at in candidates if at not in taken and free[at].body == records[index].body), None)
+            if same is not None:
+                claim(index, same)
+        for at in candidates:
+            if at not in taken:
+                claim(indices[-1], at)
+    return own, [copy for at, copy in enumerate(free) if at not in taken]
 
 
 class DeadLetterQueue:
@@ -175,23 +257,28 @@ class DeadLetterQueue:
         self.broker = broker
 
     def letters(self) -> list[DeadLetter]:
-        """Every message dead now, oldest first."""
+        """Every letter dead now, oldest first: each dead row with its own broker copy, then the
+        copies no row claims (byte-identical ones together).
+
+        Every dead row is a letter of its own, even when another carries the same message id: a
+        refused stranger reusing a real letter's id must neither hide the real one nor be taken for
+        it, and purging or replaying one must not touch the other's copy.
+        """
         records = self.ledgers.dead()
-        latest: dict[tuple[str, bool], DeadLetterRecord] = {}
-        for record in records:  # oldest first: a later death of the same message wins
-            # ... but a refused stranger reusing a real letter's id is a letter of its own: it must
-            # not hide the real one from the operator, nor be taken for it.
-            latest[(record.message_id, refusal_reason(record.error_type) is not None)] = record
         copies = self._broker_copies({record.queue_name for record in records})
+        own, unclaimed = pair_copies(records, copies)
+        checked = self.broker is not None
         letters = [
-            DeadLetter(record.message_id, record.queue_name, record, tuple(copies.pop(record.message_id, ())), self.broker is not None)
-            for record in latest.values()
+            DeadLetter(record.message_id, record.queue_name, record, tuple(found), checked)
+            for record, found in zip(records, own)
         ]
-        letters += [
-            DeadLetter(message_id, found[0].queue_name, None, tuple(found), True)
-            for message_id, found in copies.items()
-        ]
-        return sorted(letters, key=lambda letter: (letter.dead_at is None, letter.dead_at or 0, letter.message_id))
+        alike: dict[tuple[str, str], list[BrokerLetter]] = defaultdict(list)
+        for copy in unclaimed:
+            alike[(copy.queue_name, copy.digest)].append(copy)
+        letters += [DeadLetter(found[0].message_id, found[0].queue_name, None, tuple(found), True) for found in alike.values()]
+        return sorted(
+            letters, key=lambda letter: (letter.dead_at is None, letter.dead_at or 0, letter.message_id, letter.letter_id)
+        )
 
     def groups(self, letters: Iterable[DeadLetter] | None = None) -> list[DeadLetterGroup]:
         """Letters by cause, the largest group first."""
@@ -208,24 +295,71 @@ class DeadLetterQueue:
         return None
 
     def find(self, wanted: str, letters: Iterable[DeadLetter] | None = None) -> DeadLetter | None:
-        """The dead letter whose message id is ``wanted`` or starts with it; raises AmbiguousId."""
-        return _by_prefix(wanted, list(self.letters() if letters is None else letters), lambda letter: letter.message_id)
+        """The dead letter named by ``wanted``: its letter id (``finance:17``, ``broker:3fa9c2e1``),
+        or its message id or the first characters of it; None when none is.
+
+        Raises AmbiguousId when ``wanted`` names several: the start of several message ids (give
+        more of it), or one message id carried by several letters (the error lists their letter ids).
+        """
+        candidates = list(self.letters() if letters is None else letters)
+        by_letter_id = _by_letter_id(wanted, candidates)
+        if by_letter_id is not None:
+            return by_letter_id
+        message_id = _by_prefix(wanted, sorted({letter.message_id for letter in candidates}), lambda found: found)
+        if message_id is None:
+            return None
+        named = [letter for letter in candidates if letter.message_id == message_id]
+        if len(named) > 1:
+            raise AmbiguousId(ambiguity(message_id, named))
+        return named[0]
 
     def history(self, wanted: str) -> list[DeadLetterRecord]:
         """Every row (dead or resolved) of the message whose id is ``wanted`` or starts with it."""
         message_id = _by_prefix(wanted, sorted(self.ledgers.message_ids()), lambda message_id: message_id)
         return self.ledgers.history([message_id]) if message_id else []
 
-    def _broker_copies(self, extra_queues: set[str]) -> dict[str, list[BrokerLetter]]:
+    def _broker_copies(self, extra_queues: set[str]) -> list[BrokerLetter]:
+        """Every copy in the dead-letter queues of the topology and of the rows' queues, queue by queue."""
         if self.broker is None:
-            return {}
+            return []
         names = [queue.name for queue in all_queues()]
         names += sorted(extra_queues - set(names))
-        copies: dict[str, list[BrokerLetter]] = defaultdict(list)
-        for name in names:
-            for copy in self.broker.dead_letters(name):
-                copies[copy.message_id].append(copy)
-        return copies
+        return [copy for name in names for copy in self.broker.dead_letters(name)]
+
+
+def ambiguity(message_id: str, letters: Sequence[DeadLetter]) -> str:
+    """What an operator reads when one message id names several dead letters, and how to choose."""
+    described = "; ".join(
+        f"{letter.letter_id} ({_what(letter)}, {letter.queue_name}, dead {_iso(letter.dead_at) or '?'}, "
+        f"in broker: {'?' if letter.in_broker is None else ('yes' if letter.in_broker else 'no')})"
+        for letter in letters
+    )
+    return (
+        f"message id {message_id} names {len(letters)} dead letters (a sender reused it): "
+        f"name one by its letter id instead: {described}"
+    )
+
+
+def _what(letter: DeadLetter) -> str:
+    if letter.record is None:
+        return UNRECORDED
+    reason = letter.reason
+    return f"refused as {reason}" if reason else letter.record.error_type
+
+
+def _by_letter_id(wanted: str, letters: list[DeadLetter]) -> DeadLetter | None:
+    """The letter whose letter id is ``wanted`` (``broker:`` ids by their first digits); None when none is."""
+    wanted = wanted.strip().lower()
+    found = LETTER_ID.match(wanted)
+    if found is None:
+        return None
+    if found.group(3) is None:
+        return next((letter for letter in letters if letter.record is not None and letter.letter_id == wanted), None)
+    digest = found.group(3)
+    matches = [letter for letter in letters if letter.record is None and (letter.digest or "").startswith(digest)]
+    if len(matches) > 1:
+        raise AmbiguousId(f"{wanted!r} names {len(matches)} dead letters: give more of the digest")
+    return matches[0] if matches else None
 
 
 def _by_prefix(wanted: str, candidates: list[Any], key: Any) -> Any:

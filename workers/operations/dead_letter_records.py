@@ -59,6 +59,9 @@ class DeadLetterRecord:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     replayed_body: str | None = None
+    #: SHA-256 of the broker copy's exact bytes (shared/dead_letters.py ``copy_digest``); None in
+    #: rows recorded before it was kept. The operator tools pair the row with its copy by it.
+    copy_digest: str | None = None
 
     @property
     def dead(self) -> bool:
@@ -121,6 +124,15 @@ class DeadLetterLedgers:
             found += self._select(side, select(table).where(table.c.message_id.in_(wanted)))
         return sorted(found, key=lambda record: (record.dead_at, record.side, record.row_id))
 
+    def row(self, side: str, row_id: int) -> DeadLetterRecord | None:
+        """One row, dead or resolved, by its side and id (a letter id ``<side>:<row>``)."""
+        database = self.databases.get(side)
+        if database is None:
+            return None
+        table = database.messaging.dead_letters
+        found = self._select(side, select(table).where(table.c.id == row_id))
+        return found[0] if found else None
+
     def message_ids(self) -> set[str]:
         ids: set[str] = set()
         for database in self.databases.values():
@@ -136,7 +148,10 @@ class DeadLetterLedgers:
             return _resolve(connection, database, record, outcome, operator, replayed_body)
 
     def supersede(self, record: DeadLetterRecord, error: BaseException, operator: str) -> None:
-        """The letter stays dead for a new reason: a new row with it, the old one marked superseded."""
+        """The letter stays dead for a new reason: a new row with it, the old one marked superseded.
+
+        The new row keeps the old one's ``copy_digest``: the broker copy it stands for is the same.
+        """
         database = self.databases[record.side]
         table = database.messaging.dead_letters
         with database.engine.begin() as connection:
@@ -155,6 +170,7 @@ class DeadLetterLedgers:
                     traceback=f"refused on replay by {operator}: {type(error).__name__}: {describe_error(error)}",
                     attempts=record.attempts,
                     body=record.body,
+                    copy_digest=record.copy_digest,
                 ),
             )
 

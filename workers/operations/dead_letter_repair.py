@@ -10,6 +10,11 @@ Order of the steps, per letter: send, then take the broker's copy off ``<queue>.
 the row. A crash in between leaves the letter listed as dead; replaying it again sends a
 duplicate that the inbox ignores. Nothing is lost either way.
 
+A letter's broker copy is the one paired with its row (``dead_letter_queue.pair_copies``: by the
+digest of its bytes, not by message id), found again in the queue's dead letters when they are
+held for the repair: replaying or purging one letter never takes another's copy, even when a
+stranger sent that other under the same message id.
+
 Some letters are never sent back, because a replay is signed with the operators' key (heard on
 every queue) and would vouch for whatever it carries:
 
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,8 +45,8 @@ from shared.errors import DualWriteError, Forbidden, InvalidContract, Malformed,
 from shared.logging import get_logger
 from shared.untrusted_json import parse_object
 from workers.operations.audit import AuditLog
-from workers.operations.broker_queues import BrokerQueues, HeldDeadLetters
-from workers.operations.dead_letter_queue import DeadLetter
+from workers.operations.broker_queues import BrokerLetter, BrokerQueues, HeldDeadLetters
+from workers.operations.dead_letter_queue import DeadLetter, pair_copies
 from workers.operations.dead_letter_reports import REPLAY_OPTION
 from workers.operations.dead_letter_records import DeadLetterLedgers, Outcome
 from workers.operations.failure_causes import refusal_reason
@@ -91,9 +96,11 @@ class Refusal:
     message_id: str
     error_type: str
     error: str
+    #: The letter's own id (``finance:17``): its message id may be another letter's too.
+    letter: str | None = None
 
-    def as_json(self) -> dict[str, str]:
-        return {"message_id": self.message_id, "error_type": self.error_type, "error": self.error}
+    def as_json(self) -> dict[str, str | None]:
+        return {"message_id": self.message_id, "letter": self.letter, "error_type": self.error_type, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,12 @@ class Skipped:
     message_id: str
     error_type: str | None
     why: str
+    letter: str | None = None
 
     def as_json(self) -> dict[str, str | None]:
         return {
             "message_id": self.message_id,
+            "letter": self.letter,
             "error_type": self.error_type,
             "reason": refusal_reason(self.error_type),
             "why": self.why,
@@ -119,7 +128,9 @@ class RepairReport:
 
     action: str
     target: str
+    #: The message ids of the letters done, and (in the same order) their letter ids.
     done: list[str] = field(default_factory=list)
+    letters: list[str] = field(default_factory=list)
     #: Letters not sent because they still do not validate; they stay dead with this reason.
     refused: list[Refusal] = field(default_factory=list)
     #: Letters not sent because they may not be sent back (malformed, an untrusted sender...).
@@ -131,6 +142,7 @@ class RepairReport:
             "target": self.target,
             "count": len(self.done),
             "message_ids": self.done,
+            "letters": self.letters,
             "refused": [refusal.as_json() for refusal in self.refused],
             "skipped": [skipped.as_json() for skipped in self.skipped],
         }
@@ -173,16 +185,19 @@ class DeadLetterRepair:
             if why is None:
                 sendable.append(letter)
             else:
-                report.skipped.append(Skipped(letter.message_id, letter.record.error_type if letter.record else None, why))
+                report.skipped.append(
+                    Skipped(letter.message_id, letter.record.error_type if letter.record else None, why, letter.letter_id)
+                )
         with self._audited(report, **({"trust_sender": True} if trust_sender else {})):
-            for queue_name, held, letter in self._held(sendable, progress, report):
+            for queue_name, held, letter, copies in self._held(sendable, progress):
                 try:
                     body = newest_version_of(self.registry, letter.body)
                 except PermanentError as error:
-                    self._refuse(letter, error, report)
+                    self._refuse(letter, copies, error, report)
                     continue
-                self._send_back(queue_name, held, letter, body, Outcome.REPLAYED)
+                self._send_back(queue_name, held, letter, copies, body, Outcome.REPLAYED)
                 report.done.append(letter.message_id)
+                report.letters.append(letter.letter_id)
         return report
 
     def edit(self, letter: DeadLetter, correction: "Correction", target: str, *, trust_sender: bool = False) -> RepairReport:
@@ -197,50 +212,75 @@ class DeadLetterRepair:
         body = newest_version_of(self.registry, corrected_envelope(letter, correction))
         report = RepairReport("edit", target)
         with self._audited(report, source=correction.source, **({"trust_sender": True} if trust_sender else {})):
-            with self.broker.hold_dead_letters(letter.queue_name) as held:
-                self._send_back(letter.queue_name, held, letter, body, Outcome.EDITED)
+            for queue_name, held, _letter, copies in self._held([letter], None):
+                self._send_back(queue_name, held, letter, copies, body, Outcome.EDITED)
             report.done.append(letter.message_id)
+            report.letters.append(letter.letter_id)
         return report
 
     def purge(self, letters: list[DeadLetter], target: str, progress: Progress | None = None) -> RepairReport:
         """Take the letters off the broker for good; their rows stay, marked purged."""
         report = RepairReport("purge", target)
         with self._audited(report):
-            for _queue_name, held, letter in self._held(letters, progress, report):
-                held.remove(_copies_of(held, letter))
+            for _queue_name, held, letter, copies in self._held(letters, progress):
+                held.remove(copies)
                 if letter.record is not None:
                     self.ledgers.resolve(letter.record, Outcome.PURGED, self.operator)
                 report.done.append(letter.message_id)
+                report.letters.append(letter.letter_id)
         return report
 
-    def _held(self, letters: list[DeadLetter], progress: Progress | None, report: RepairReport) -> Iterable[tuple[str, HeldDeadLetters, DeadLetter]]:
-        """Each letter with its queue's dead letters held, one queue at a time; progress after each."""
+    def _held(
+        self, letters: list[DeadLetter], progress: Progress | None
+    ) -> Iterable[tuple[str, HeldDeadLetters, DeadLetter, list[BrokerLetter]]]:
+        """Each letter with its queue's dead letters held and its own copies among them, one queue at
+        a time; progress after each."""
         by_queue: dict[str, list[DeadLetter]] = defaultdict(list)
         for letter in letters:
             by_queue[letter.queue_name].append(letter)
         handled = 0
         for queue_name, queued in by_queue.items():
             with self.broker.hold_dead_letters(queue_name) as held:
-                for letter in queued:
-                    yield queue_name, held, letter
+                for letter, copies in zip(queued, self._own_copies(queue_name, held, queued)):
+                    yield queue_name, held, letter, copies
                     handled += 1
                     if progress is not None:
                         progress(handled, len(letters))
 
-    def _send_back(self, queue_name: str, held: HeldDeadLetters, letter: DeadLetter, body: str, outcome: str) -> None:
+    def _own_copies(self, queue_name: str, held: HeldDeadLetters, letters: list[DeadLetter]) -> list[list[BrokerLetter]]:
+        """Each letter's own copies among those held, paired as ``dlq list`` pairs them (with the rows
+        dead now): a letter with a row gets the copy of its row, one without the copies of its bytes."""
+        records = [record for record in self.ledgers.dead() if record.queue_name == queue_name]
+        own, unclaimed = pair_copies(records, held.letters)
+        found = []
+        for letter in letters:
+            if letter.record is not None:
+                index = next((at for at, record in enumerate(records) if record == letter.record), None)
+                found.append(list(own[index]) if index is not None else [])
+            else:
+                found.append([copy for copy in unclaimed if copy.digest == letter.digest])
+        return found
+
+    def _send_back(
+        self, queue_name: str, held: HeldDeadLetters, letter: DeadLetter, copies: list[BrokerLetter], body: str, outcome: str
+    ) -> None:
         # Marked as a replay in the dramatiq message: a table map's target side reports it to the bridge once applied.
         self.broker.enqueue(
             queue_name, letter.actor_name, letter.message_id, body, signer=self.signer, options={REPLAY_OPTION: outcome}
         )
-        held.remove(_copies_of(held, letter))
+        held.remove(copies)
         if letter.record is not None:
             self.ledgers.resolve(letter.record, outcome, self.operator, replayed_body=body)
-        log.info("dead letter sent back", message_id=letter.message_id, queue=queue_name, outcome=outcome)
+        log.info("dead letter sent back", message_id=letter.message_id, letter=letter.letter_id, queue=queue_name, outcome=outcome)
 
-    def _refuse(self, letter: DeadLetter, error: PermanentError, report: RepairReport) -> None:
-        if letter.record is not None:
-            self.ledgers.supersede(letter.record, error, self.operator)
-        report.refused.append(Refusal(letter.message_id, type(error).__name__, str(error)))
+    def _refuse(self, letter: DeadLetter, copies: list[BrokerLetter], error: PermanentError, report: RepairReport) -> None:
+        record = letter.record
+        if record is not None:
+            if record.copy_digest is None and len(copies) == 1:
+                # A row from before digests were kept: its new row names the copy it was paired with.
+                record = replace(record, copy_digest=copies[0].digest)
+            self.ledgers.supersede(record, error, self.operator)
+        report.refused.append(Refusal(letter.message_id, type(error).__name__, str(error), letter.letter_id))
         log.warning("dead letter still invalid, left dead", message_id=letter.message_id, error=str(error))
 
     def _audited(self, report: RepairReport, **details: Any) -> "_AuditOnExit":
@@ -260,16 +300,14 @@ class _AuditOnExit:
         report = self.report
         if not report.done and not report.refused and error is None:
             return
-        details = {"message_ids": report.done, "refused": [r.as_json() for r in report.refused], **self.details}
+        details = {
+            "message_ids": report.done, "letters": report.letters, "refused": [r.as_json() for r in report.refused], **self.details
+        }
         if report.skipped:
             details["skipped"] = [skipped.as_json() for skipped in report.skipped]
         if error is not None:
             details["stopped_by"] = f"{type(error).__name__}: {error}"
         self.audit.record(self.operator, report.action, report.target, len(report.done), details)
-
-
-def _copies_of(held: HeldDeadLetters, letter: DeadLetter) -> list[Any]:
-    return [copy for copy in held.letters if copy.message_id == letter.message_id]
 
 
 def newest_version_of(registry: ContractRegistry, body: str) -> str:

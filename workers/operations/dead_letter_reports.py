@@ -33,7 +33,7 @@ from contracts.maps import map_declaration
 from contracts.queues import BRIDGE_MAP_FAILURES, Queue
 from shared.dead_letters import DeadLetter, describe_error, insert_dead_letter, record_dead_letter
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from shared.side_database import SideDatabase
 from shared.untrusted_json import parse_object
 from shared.unit_of_work import UnitOfWork
@@ -52,7 +52,7 @@ class MapFailureReporter:
     side: Side
     queue: Queue
     database: SideDatabase
-    relay: OutboxRelay
+    relay: Outbox
 
     def __call__(self, letter: DeadLetter) -> None:
         try:

@@ -29,7 +29,7 @@ from workers.operations.broker_queues import (
     BrokerQueues,
     HeldDeadLetters,
     QueueCounts,
-    parse_dramatiq_message,
+    broker_letter,
 )
 
 
@@ -65,6 +65,9 @@ class RabbitmqQueues(BrokerQueues):
     @contextmanager
     def hold_dead_letters(self, queue_name: str) -> Iterator[HeldDeadLetters]:
         channel = self.connection.channel()
+        # The bytes as RabbitMQ holds them, never decoded by a content_encoding the sender chose:
+        # their digest is the copy's identity (shared/dead_letters.py copy_digest).
+        channel.auto_decode = False
         held = _RabbitmqDeadLetters(channel, queue_name)
         try:
             yield held
@@ -86,9 +89,7 @@ class _RabbitmqDeadLetters(HeldDeadLetters):
             # basic_get returns a message or None; unacked ones are not given again on this channel.
             while (message := channel.basic_get(queue=f"{queue_name}.XQ", no_ack=False)) is not None:
                 self._open.add(message.delivery_tag)
-                self.letters.append(
-                    BrokerLetter(queue_name, parse_dramatiq_message(message.body), _dead_at(message), handle=message.delivery_tag)
-                )
+                self.letters.append(broker_letter(queue_name, message.body, _dead_at(message), message.delivery_tag))
         except amqp.exceptions.NotFound:  # no .XQ declared yet: no dead letters
             self.channel = None
 
@@ -99,6 +100,7 @@ class _RabbitmqDeadLetters(HeldDeadLetters):
                 self.channel.basic_ack(letter.handle)
                 self._open.discard(letter.handle)
                 removed += 1
+        self.letters = [letter for letter in self.letters if letter.handle in self._open]
         return removed
 
     def put_back_the_rest(self) -> None:

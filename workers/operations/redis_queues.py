@@ -27,6 +27,7 @@ from workers.operations.broker_queues import (
     BrokerQueues,
     HeldDeadLetters,
     QueueCounts,
+    broker_letter,
     iter_chunks,
     parse_dramatiq_message,
 )
@@ -106,7 +107,7 @@ class _RedisDeadLetters(HeldDeadLetters):
         members = self.client.zrange(self.ids_key, 0, -1, withscores=True)
         stored = self.client.hmget(self.messages_key, [member for member, _ in members]) if members else []
         self.letters = [
-            BrokerLetter(queue_name, parse_dramatiq_message(raw), _moment(score), handle=member)
+            broker_letter(queue_name, raw, _moment(score), member)
             for (member, score), raw in zip(members, stored)
             if raw is not None
         ]
@@ -119,6 +120,8 @@ class _RedisDeadLetters(HeldDeadLetters):
                 multi.zrem(self.ids_key, *chunk)
                 multi.hdel(self.messages_key, *chunk)
                 removed += multi.execute()[0]
+        gone = set(handles)
+        self.letters = [letter for letter in self.letters if letter.handle not in gone]
         return removed
 
 

@@ -153,7 +153,19 @@ def _known_correlation(databases: SideDatabases, correlation_id: str) -> bool:
 
 
 def _correlation_of_message(databases: SideDatabases, message_id: str) -> str | None:
-    return _correlation_where(databases, "message_id", message_id)
+    """The document of a message id: a part's own id, or else the first document a message carried."""
+    found = _correlation_where(databases, "message_id", message_id)
+    if found is not None:
+        return found
+    for database in databases.all():
+        inbox = database.messaging.inbox
+        with database.engine.connect() as connection:
+            carried = connection.scalar(
+                select(inbox.c.correlation_id).where(inbox.c.carried_by == message_id).order_by(inbox.c.started_at).limit(1)
+            )
+        if carried is not None:
+            return carried
+    return None
 
 
 def _correlation_where(databases: SideDatabases, column: str, value: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.broker import make_broker
+from shared.dead_letters import copy_digest, received_digest
 from shared.errors import Malformed
 from shared.intake import KEPT_BYTES, Intake, Refusal
 from shared.settings import Settings
@@ -80,6 +82,17 @@ def test_no_bytes_crash_the_check(intake: Intake, raw: bytes) -> None:
         pass
 
 
+def test_a_message_taken_in_carries_the_digest_of_its_very_bytes_and_a_copy_of_it_does_not(intake: Intake) -> None:
+    # Two messages with one id but other bytes: the digest (recorded with a dead letter's reason) tells them apart
+    message_id = str(uuid.uuid4())
+    raw, other = fields(message_id=message_id), fields(message_id=message_id, args=['{"evil": 1}'])
+    message, impostor = intake.check(raw, QUEUE), intake.check(other, QUEUE)
+    assert received_digest(message) == copy_digest(raw) == hashlib.sha256(raw).hexdigest()
+    assert received_digest(impostor) == copy_digest(other) != received_digest(message)
+    assert received_digest(dramatiq.broker.MessageProxy(message)) == copy_digest(raw)
+    assert received_digest(message.copy(options={"retries": 1})) is None  # a retry is other bytes
+
+
 def test_a_refusal_keeps_the_first_bytes_escaped_and_says_it_was_recorded(intake: Intake) -> None:
     recorded: list[Refusal] = []
     intake.on_refused = recorded.append
@@ -90,6 +103,7 @@ def test_a_refusal_keeps_the_first_bytes_escaped_and_says_it_was_recorded(intake
         intake.on_refused = None
     (refusal,) = recorded
     assert (refusal.queue_name, refusal.size, refusal.reason) == (QUEUE, len(raw), "not JSON")
+    assert refusal.digest == copy_digest(raw)  # of all the bytes, not only those kept
     assert refusal.kept.startswith("\\x00\\xff") and "\x00" not in refusal.kept
     assert len(refusal.kept) <= KEPT_BYTES + 8
     assert intake.refuse(raw, QUEUE, Malformed("x")) is False  # nobody records: the caller keeps it in the broker
