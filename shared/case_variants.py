@@ -135,6 +135,7 @@ class CaseVariants:
 
 
 def is_any_case_index(name: str) -> bool:
+    """Whether ``name`` is one of the unique indexes on lower(id) (:func:`unique_in_any_case`)."""
     return name.startswith(_INDEX_PREFIX) and _INDEX_INFIX in name
 
 

@@ -8,9 +8,7 @@ previous one is applied, and checked before the next.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 
 from sqlalchemy import select
@@ -20,6 +18,7 @@ from contracts.expense_categories import MSDYN_EXPENSECATEGORIES, ExpenseCategor
 from contracts.queues import table_map
 from shared.settings import Settings
 from shared.unit_of_work import UnitOfWork
+from tests.in_process_cli import operator_environment, run_dualwrite
 from tests.integration.support import (
     FINANCE,
     System,
@@ -116,16 +115,9 @@ def commit_unsent_expense_categories(system: System, correlation_id: str) -> str
 
 
 def dualwrite(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``dualwrite`` command as an operator would, on the settings' databases."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
-    env.update(DUALWRITE_BROKER_URL=settings.broker_url, DUALWRITE_DATA_DIR=str(settings.data_dir))
-    for side in ("finance", "dataverse", "bridge"):
-        url = getattr(settings, f"{side}_db_url")
-        if url:
-            env[f"DUALWRITE_{side.upper()}_DB_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    """Run the ``dualwrite`` command as an operator would, on the settings' databases (in this
+    process: tests/in_process_cli.py says why that proves the same)."""
+    return run_dualwrite(args, operator_environment(settings))
 
 
 def unique_correlation(prefix: str) -> str:

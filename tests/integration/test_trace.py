@@ -164,7 +164,7 @@ def stopped(backend) -> Iterator[System]:  # noqa: ANN001
     """The three sides with their tables, workers not started: messages stay where they are put."""
     runtime = Runtime(backend.settings.model_copy(update={"outbox_sweep_seconds": 3600}))
     try:
-        runtime.create_tables()
+        backend.fresh_tables(runtime)
         load_test_companies(runtime)
         yield System(runtime, backend.name)
     finally:

@@ -73,18 +73,38 @@ def record_activity(
     at: datetime | None = None,
 ) -> None:
     """Add one event to a map's log, inside the caller's transaction."""
-    connection.execute(
-        map_activity.insert(),
-        {
-            "at": at or datetime.now(UTC),
-            "map": map_name,
-            "kind": str(kind),
-            "message_id": str(message_id) if message_id is not None else None,
-            "correlation_id": correlation_id,
-            "key": _key_text(key),
-            "detail": detail if isinstance(detail, str) or detail is None else json.dumps(detail, default=str),
-        },
+    record_activities(
+        connection,
+        [activity_row(map_name, kind, message_id=message_id, correlation_id=correlation_id, key=key, detail=detail, at=at)],
     )
+
+
+def record_activities(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add events (``activity_row``) to the maps' log in one statement, inside the caller's transaction."""
+    if rows:
+        connection.execute(map_activity.insert(), list(rows))
+
+
+def activity_row(
+    map_name: str,
+    kind: str,
+    *,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    key: str | Sequence[str] | Mapping[str, Any] | None = None,
+    detail: str | Mapping[str, Any] | Sequence[Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """One event of a map's log, as ``record_activities`` writes it."""
+    return {
+        "at": at or datetime.now(UTC),
+        "map": map_name,
+        "kind": str(kind),
+        "message_id": str(message_id) if message_id is not None else None,
+        "correlation_id": correlation_id,
+        "key": _key_text(key),
+        "detail": detail if isinstance(detail, str) or detail is None else json.dumps(detail, default=str),
+    }
 
 
 def _key_text(key: str | Sequence[str] | Mapping[str, Any] | None) -> str | None:

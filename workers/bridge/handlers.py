@@ -26,7 +26,7 @@ from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
 from contracts.envelope import Side
 from workers.bridge import held_messages
-from workers.bridge.activity import ActivityKind, record_activity
+from workers.bridge.activity import ActivityKind, activity_row, record_activities, record_activity
 from workers.bridge.map_states import MapStatus, count_failed, lock_state
 from workers.bridge import initial_sync
 from workers.bridge.mapping import carried_rows, integration_keys
@@ -101,13 +101,11 @@ class MapCarrier:
     def apply(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> None:
         """Send the message's rows on as the map's active version, each business document's rows
         (each part) as a part of its own, with its own activity-log line."""
-        if len(message.parts) == 1:
-            self._apply_part(message, uow, status, kind)
-            return
-        for part in message.parts:
-            self._apply_part(message.only([part]), uow, status, kind)
+        parts = [message] if len(message.parts) == 1 else [message.only([part]) for part in message.parts]
+        record_activities(uow.connection, [self._apply_part(part, uow, status, kind) for part in parts])
 
-    def _apply_part(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> None:
+    def _apply_part(self, message: Decoded[Any], uow: UnitOfWork, status: MapStatus, kind: ActivityKind) -> dict[str, Any]:
+        """Carry one document's rows on; its activity-log line, for the caller to write with the others'."""
         envelope = message.envelope
         version = status.active_version
         if envelope.version > version:
@@ -141,8 +139,7 @@ class MapCarrier:
             )
         keys = integration_keys(self.declaration, payload["rows"], envelope.legal_entity)
         shown = keys[:KEYS_LOGGED] + ([f"... {len(keys) - KEYS_LOGGED} more"] if len(keys) > KEYS_LOGGED else [])
-        record_activity(
-            uow.connection,
+        return activity_row(
             self.name,
             kind,
             message_id=str(envelope.message_id),
