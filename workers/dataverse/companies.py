@@ -54,8 +54,3 @@ def save_companies(connection: Connection, names: Mapping[str, str]) -> int:
     upsert(connection, legal_entities, [{"legal_entity": code, "name": name} for code, name in names.items()],
            key=("legal_entity",))
     return len(names)
-
-
-def all_companies(connection: Connection) -> list[str]:
-    """The codes of Dataverse's companies, in order."""
-    return list(connection.scalars(select(legal_entities.c.legal_entity).order_by(legal_entities.c.legal_entity)))
