@@ -121,10 +121,14 @@ class Decoded(Generic[PayloadT]):
     payload: PayloadT
     version: int
     parts: tuple[MessagePart, ...] = ()
+    #: The id of the message as it travelled (its envelope's, unless reduced with ``only``).
+    carried_by: str = ""
 
     def __post_init__(self) -> None:
         if not self.parts:
             object.__setattr__(self, "parts", message_parts(self.envelope, len(self.payload.rows)))
+        if not self.carried_by:
+            object.__setattr__(self, "carried_by", str(self.envelope.message_id))
 
     @property
     def rows(self) -> list[Any]:
@@ -168,7 +172,7 @@ class Decoded(Generic[PayloadT]):
                                        causation_id=p.causation_id, rows=p.rows) for p in parts]}
             )
         payload = self.payload.model_copy(update={"rows": rows})
-        return Decoded(envelope=envelope, payload=payload, version=self.version, parts=tuple(parts))
+        return Decoded(envelope=envelope, payload=payload, version=self.version, parts=tuple(parts), carried_by=self.carried_by)
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:

@@ -125,16 +125,14 @@ class Consumer:
         self, message: Decoded[Any], enqueued_at: datetime | None, error: PermanentError
     ) -> list[Outgoing] | None:
         failed: list[tuple[MessagePart, PermanentError]] = []
-        outgoing: list[Outgoing] = []
         for part in message.parts:
             try:
-                sent = self._apply(message.only([part]), enqueued_at)
+                committed = self._apply(message.only([part]), enqueued_at)
             except PermanentError as part_error:
                 failed.append((part, part_error))
                 continue
-            outgoing.extend(sent or ())
-        if outgoing:
-            self.relay.send_committed(outgoing)
+            if committed:
+                self.relay.send_committed(committed)
         if not failed:
             # Every part applied on its own (the batch's error came from their combination).
             log.warning("batch applied part by part", error=str(error))

@@ -134,7 +134,7 @@ class UnitOfWork:
                 "started_at": self._started_at,
                 "finished_at": utcnow(),
                 "digest": digests[part.message_id],
-                "carried_by": str(envelope.message_id),
+                "carried_by": message.carried_by,
             }
             for part in message.parts
         ]

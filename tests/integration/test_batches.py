@@ -195,18 +195,20 @@ def test_every_batch_delivered_twice_is_applied_once(flow: Flow) -> None:
     then_the_books_are_right_to_the_cent(system, report, {first_day, today()})
 
 
-class RefusesOneReport:
-    """Wraps the bridge's msdyn_expenses handler: refuses any message holding US-2's rows while broken."""
+class RefusesReports:
+    """Wraps the bridge's msdyn_expenses handler: refuses any message holding these reports' rows while broken."""
 
-    def __init__(self, handler: Any) -> None:
+    def __init__(self, handler: Any, *reports: str) -> None:
         self.handler = handler
+        self.reports = set(reports)
         self.broken = True
         self.refused = 0
 
     def __call__(self, message: Any, uow: Any) -> None:
-        if self.broken and any(row.report_id == "US-2" for row in message.payload.rows):
+        held = sorted({row.report_id for row in message.payload.rows} & self.reports)
+        if self.broken and held:
             self.refused += 1
-            raise BusinessRuleViolation("report US-2 is refused by the test until it is fixed")
+            raise BusinessRuleViolation(f"the test refuses {', '.join(held)} until it is fixed")
         self.handler(message, uow)
 
 
@@ -221,7 +223,7 @@ def test_one_documents_refusal_leaves_the_others_applied_and_its_replay_applies_
     system = flow.start()
     approved_reports(system)
     consumer = system.consumer(BRIDGE, EXPENSES.outbound)
-    refusing = RefusesOneReport(consumer.endpoint.handlers[EXPENSES.name])
+    refusing = RefusesReports(consumer.endpoint.handlers[EXPENSES.name], "US-2")
     consumer.endpoint.handlers[EXPENSES.name] = refusing
 
     # When the reports are posted and the bridge refuses US-2's rows in the batch it shares with US-1
@@ -236,7 +238,7 @@ def test_one_documents_refusal_leaves_the_others_applied_and_its_replay_applies_
     [letter] = system.dead_letters(BRIDGE)
     assert letter.error_type == "PartsFailed"
     assert "1 of the message's 2 parts failed, the others were applied: part " in letter.error
-    assert f"({US_2}): BusinessRuleViolation: report US-2 is refused" in letter.error
+    assert f"({US_2}): BusinessRuleViolation: the test refuses US-2 until it is fixed" in letter.error
     assert reconciled_and_written_back(system) is None
 
     # When the cause is fixed and the operator replays the letter
@@ -249,3 +251,22 @@ def test_one_documents_refusal_leaves_the_others_applied_and_its_replay_applies_
     system.settle()
     assert [(row.outcome, row.resolved_by) for row in system.dead_letters(BRIDGE)] == [("replayed", "alice")]
     then_the_books_are_right_to_the_cent(system, report, {first_day, today()})
+
+
+@pytest.mark.parametrize("broker_name", ["embedded"])
+def test_a_batch_whose_every_document_fails_on_its_own_too_is_dead_lettered_with_its_own_reason(flow: Flow) -> None:
+    system = flow.start()
+    approved_reports(system)
+    consumer = system.consumer(BRIDGE, EXPENSES.outbound)
+    consumer.endpoint.handlers[EXPENSES.name] = RefusesReports(consumer.endpoint.handlers[EXPENSES.name], "US-1", "US-2")
+
+    # When the reports are posted and the bridge refuses the rows of both USPM reports
+    when_the_reports_are_posted(system)
+    system.wait_for_dead_letters(1)
+
+    # Then the message is dead-lettered with the error it gave, nothing of it applied
+    [letter] = system.dead_letters(BRIDGE)
+    assert (letter.error_type, letter.error) == (
+        "BusinessRuleViolation", "the test refuses US-1, US-2 until it is fixed")
+    assert [row.correlation_id for row in system.inbox(BRIDGE) if row.queue_name == EXPENSES.outbound.name] == [
+        report_correlation("DEMF", "DE-1")]
