@@ -1,4 +1,4 @@
-"""Measuring: percentiles, per-report latency from the finance database, peak memory from /proc.
+"""Measuring: percentiles, per-report latency from the finance database, CPU and memory from /proc.
 
 Latency of a report = the time its last project cost transaction exists (``posted_at`` of the
 integration journal that created it, joined through the journal line and the actual to the
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -159,16 +161,21 @@ def _matching(proc: Path, wanted: str, *, in_command: bool) -> list[int]:
     return found
 
 
-def cpu_snapshot(worker_pids: Iterable[int], proc: Path = Path("/proc")) -> dict[str, float]:
+#: The broker servers whose CPU a run counts, by the key of their figure: their process name (comm).
+BROKER_SERVERS = {"redis": "redis-server", "rabbitmq": "beam.smp"}
+
+
+def cpu_snapshot(worker_pids: Iterable[int], proc: Path = Path("/proc"), *, broker: str = "redis") -> dict[str, float]:
     """CPU seconds used so far by the worker processes (and their children), by this process
     (publishing and polling), by the PostgreSQL backends serving the bench databases, and by the
-    Redis server (all of it: other clients too)."""
+    broker's server, ``broker`` naming it (``redis``: redis-server, ``rabbitmq``: beam.smp; all of
+    it: other clients and vhosts too)."""
     workers = [pid for top in worker_pids for pid in (top, *descendants(top, proc))]
     return {
         "workers": _cpu_seconds(workers, proc),
         "bench": _cpu_seconds([os.getpid()], proc),
         "postgres": _cpu_seconds(_matching(proc, "dualwrite_bench_", in_command=True), proc),
-        "redis": _cpu_seconds(_matching(proc, "redis-server", in_command=False), proc),
+        broker: _cpu_seconds(_matching(proc, BROKER_SERVERS[broker], in_command=False), proc),
     }
 
 
@@ -187,12 +194,22 @@ def cpu_used(before: dict[str, float], after: dict[str, float], lines: int, cpus
 # -- memory -----------------------------------------------------------------------------------
 
 
-def vm_hwm_kib(status_text: str) -> int | None:
-    """The ``VmHWM`` (peak resident set) line of /proc/<pid>/status, in KiB; None if absent."""
+def status_kib(status_text: str, field_name: str) -> int | None:
+    """A ``Vm...:  N kB`` line of /proc/<pid>/status, in KiB; None if absent (a kernel thread, a zombie)."""
     for line in status_text.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field_name}:"):
             return int(line.split()[1])
     return None
+
+
+def vm_hwm_kib(status_text: str) -> int | None:
+    """The ``VmHWM`` (peak resident set) line of /proc/<pid>/status, in KiB; None if absent."""
+    return status_kib(status_text, "VmHWM")
+
+
+def vm_rss_kib(status_text: str) -> int | None:
+    """The ``VmRSS`` (resident set now) line of /proc/<pid>/status, in KiB; None if absent."""
+    return status_kib(status_text, "VmRSS")
 
 
 def parent_pid(stat_text: str) -> int:
@@ -251,9 +268,148 @@ def process_memory(role: str, pid: int, proc: Path = Path("/proc")) -> list[Proc
     return found
 
 
+def worker_processes(workers: Iterable[tuple[str, int]], proc: Path = Path("/proc")) -> list[tuple[str, int]]:
+    """(role, pid) of every worker process and each process it started, named as :func:`process_memory` names them."""
+    return [(m.role, m.pid) for role, pid in workers for m in process_memory(role, pid, proc)]
+
+
 def _role(role: str, number: int, pid: int, command: str) -> str:
     if number == 0:
         return role
     if "resource_tracker" in command:
         return f"{role} resource tracker {pid}"
     return f"{role} process {pid}"
+
+
+# -- resident memory through a phase -----------------------------------------------------------
+
+#: The points of a run the summary shows resident memory at, as fractions of its duration.
+RSS_POINTS = (0.1, 0.5, 0.9)
+
+
+def value_at(times: Sequence[float], values: Sequence[int | None], moment: float) -> int | None:
+    """The sample taken nearest to ``moment`` (the earlier one on a tie) that has a value."""
+    best: tuple[float, int] | None = None
+    for at, value in zip(times, values, strict=True):
+        if value is None:
+            continue
+        distance = abs(at - moment)
+        if best is None or distance < best[0]:
+            best = (distance, value)
+    return None if best is None else best[1]
+
+
+@dataclass
+class RssSamples:
+    """VmRSS of every worker process, sampled every ``interval`` s through a phase (KiB; None: not readable)."""
+
+    interval: float
+    times: list[float] = field(default_factory=list)
+    processes: dict[str, list[int | None]] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def add(self, at: float, rss: Mapping[str, int | None]) -> None:
+        self.times.append(round(at, 3))
+        for role in [*rss, *(role for role in self.processes if role not in rss)]:  # first seen first
+            values = self.processes.setdefault(role, [None] * (len(self.times) - 1))
+            values.append(rss.get(role))
+
+    @property
+    def duration(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per process: MB at 10 %, 50 % and 90 % of the phase, and the largest sample."""
+        shown = {}
+        for role, values in self.processes.items():
+            at = {f"p{round(point * 100)}_mb": _mb(value_at(self.times, values, point * self.duration)) for point in RSS_POINTS}
+            known = [v for v in values if v is not None]
+            shown[role] = {**at, "peak_mb": _mb(max(known)) if known else None}
+        return shown
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "interval_seconds": self.interval,
+            "samples": len(self.times),
+            "seconds": self.duration,
+            "by_process": self.summary(),
+            "pids": self.pids,
+            "times": self.times,
+            "rss_kib": self.processes,
+        }
+
+
+def _mb(kib: int | None) -> float | None:
+    return None if kib is None else round(kib * 1024 / 1_000_000, 1)
+
+
+def read_rss(processes: Iterable[tuple[str, int]], proc: Path = Path("/proc")) -> dict[str, int | None]:
+    rss: dict[str, int | None] = {}
+    for role, pid in processes:
+        try:
+            rss[role] = vm_rss_kib((proc / str(pid) / "status").read_text())
+        except OSError:
+            rss[role] = None  # gone meanwhile
+    return rss
+
+
+class RssSampler:
+    """Samples every worker process's VmRSS every ``interval`` s in a thread, from :meth:`start` to :meth:`stop`."""
+
+    def __init__(self, processes: list[tuple[str, int]], interval: float = 1.0, proc: Path = Path("/proc")) -> None:
+        self.processes = processes
+        self.proc = proc
+        self.samples = RssSamples(interval, pids=dict(processes))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss-sampler", daemon=True)
+        self._start = 0.0
+
+    def start(self) -> "RssSampler":
+        self._start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        self.samples.add(time.monotonic() - self._start, read_rss(self.processes, self.proc))
+
+    def _run(self) -> None:
+        next_at = self._start
+        while True:
+            self._sample()
+            next_at += self.samples.interval
+            if self._stop.wait(max(next_at - time.monotonic(), 0.0)):
+                return
+
+    def stop(self) -> RssSamples:
+        """Stop, with a last sample at the end of the phase."""
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join(timeout=10)
+            self._sample()
+        return self.samples
+
+
+# -- idle ----------------------------------------------------------------------------------------
+
+
+def process_cpu_ticks(processes: Iterable[tuple[str, int]], proc: Path = Path("/proc")) -> dict[str, int | None]:
+    """User plus system clock ticks of each process so far (None: gone)."""
+    ticks: dict[str, int | None] = {}
+    for role, pid in processes:
+        try:
+            ticks[role] = stat_cpu_ticks((proc / str(pid) / "stat").read_text())
+        except (OSError, ValueError):
+            ticks[role] = None
+    return ticks
+
+
+def cpu_percent(before: Mapping[str, int | None], after: Mapping[str, int | None], seconds: float, ticks_per_second: int = CLOCK_TICKS) -> dict[str, float | None]:
+    """Each process's CPU between two tick readings, as % of one core over ``seconds`` of wall time."""
+    shown: dict[str, float | None] = {}
+    for role, start in before.items():
+        end = after.get(role)
+        if start is None or end is None or seconds <= 0:
+            shown[role] = None
+        else:
+            shown[role] = round((end - start) / ticks_per_second / seconds * 100, 2)
+    return shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,14 +73,30 @@ def reconciled(pipeline: Pipeline, expected_lines: int) -> list[CompanyReconcili
     return None
 
 
-def throughput(pipeline: Pipeline, reports: list[BenchReport], lines: int, per_message: int, *, lines_before: int = 0) -> ThroughputResult:
-    """Publish every post command as fast as possible, then poll until reconcile is ok with every line."""
+def throughput(
+    pipeline: Pipeline,
+    reports: list[BenchReport],
+    lines: int,
+    per_message: int,
+    *,
+    lines_before: int = 0,
+    broker_cpu: str = "redis",
+    started: Callable[[], None] | None = None,
+    ended: Callable[[], None] | None = None,
+) -> ThroughputResult:
+    """Publish every post command as fast as possible, then poll until reconcile is ok with every line.
+
+    ``broker_cpu`` names the broker server whose CPU counts (measure.BROKER_SERVERS); ``started``
+    runs just before the first post and ``ended`` as soon as reconcile is ok (sampling, profiling).
+    """
     messages = post_report_messages(reports, per_message)
     expected = lines_before + len(reports) * lines
     published_at: dict[str, float] = {}
     finance = pipeline.database("finance").engine
     workers = [process.pid for process in pipeline.services.processes]
-    cpu_before = measure.cpu_snapshot(workers)
+    if started is not None:
+        started()
+    cpu_before = measure.cpu_snapshot(workers, broker=broker_cpu)
     first = time.time()
     for legal_entity, group in messages:
         at = time.time()
@@ -97,7 +114,9 @@ def throughput(pipeline: Pipeline, reports: list[BenchReport], lines: int, per_m
             companies = reconciled(pipeline, expected)
             if companies is not None:
                 end = time.time()
-                cpu_after = measure.cpu_snapshot(workers)
+                cpu_after = measure.cpu_snapshot(workers, broker=broker_cpu)
+                if ended is not None:
+                    ended()
                 break
         pipeline.check()
         if time.time() > deadline:
@@ -154,3 +173,34 @@ def light_load(pipeline: Pipeline, reports: list[BenchReport], lines: int, *, li
     pipeline.wait("light load: reconcile ok", lambda: int(reconciled(pipeline, expected) is not None), 1, interval=0.1)
     companies = reconciled(pipeline, expected) or []
     return LightResult(len(reports), LatencySummary.of(latencies.values())), companies
+
+
+@dataclass
+class IdleResult:
+    seconds: float
+    #: Each worker process's CPU over the phase, as % of one core (None: it went away).
+    processes: dict[str, float | None]
+    #: The servers' CPU over the phase, as % of one core: PostgreSQL (bench databases), the broker.
+    servers: dict[str, float]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 2), "cpu_percent_of_one_core": self.processes, "servers_cpu_percent_of_one_core": self.servers}
+
+
+def idle_phase(pipeline: Pipeline, seconds: float, processes: list[tuple[str, int]], *, broker_cpu: str) -> IdleResult:
+    """With nothing to do for ``seconds``, each worker process's CPU (utime + stime from /proc/<pid>/stat)."""
+    before = measure.process_cpu_ticks(processes)
+    servers_before = measure.cpu_snapshot([], broker=broker_cpu)
+    start = time.monotonic()
+    deadline = start + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        pipeline.services.check_alive()
+        time.sleep(min(left, 0.5))
+    after = measure.process_cpu_ticks(processes)
+    servers_after = measure.cpu_snapshot([], broker=broker_cpu)
+    elapsed = time.monotonic() - start
+    servers = {
+        part: round(max(servers_after[part] - servers_before[part], 0.0) / elapsed * 100, 2)
+        for part in ("postgres", broker_cpu)
+    }
+    return IdleResult(elapsed, measure.cpu_percent(before, after, elapsed), servers)

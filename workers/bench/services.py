@@ -1,8 +1,9 @@
-"""The servers and processes of a bench run: throwaway databases, the Redis db, worker processes.
+"""The servers and processes of a bench run: throwaway databases, the broker, worker processes.
 
 Everything here is undone by :meth:`BenchServices.clean_up`, which runs even after Ctrl-C or a
 failure: worker processes are stopped (SIGTERM, then SIGKILL of their process group), the Redis db
-is flushed, and the databases are dropped unless ``--keep``.
+is flushed or the RabbitMQ vhost deleted (``workers.bench.brokers``), and the databases are
+dropped unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared.redaction import redact_url
 from shared.side import SideSpec
 from shared.side_database import SideDatabase
+from workers.bench.brokers import BenchBroker, BrokerUnavailable, bench_broker
 from workers.bench.options import DATABASE_NAMES, BenchOptions
 
 Progress = Callable[[str], None]
@@ -33,7 +33,12 @@ class BenchFailed(Exception):
 
 
 class ServicesUnavailable(BenchFailed):
-    """Redis or PostgreSQL could not be reached."""
+    """The broker (Redis, RabbitMQ) or PostgreSQL could not be reached."""
+
+
+#: A PostgreSQL advisory lock held through a run: one bench at a time per server, since every run
+#: drops and recreates the same databases (and flushes the same Redis db).
+BENCH_LOCK = 0x6477_6231
 
 
 def _die_with_parent() -> None:
@@ -91,10 +96,11 @@ class WorkerProcess:
 
 
 class BenchServices:
-    """Redis, the three throwaway databases, and the processes a run started."""
+    """The broker, the three throwaway databases, and the processes a run started."""
 
-    def __init__(self, options: BenchOptions, workdir: Path, progress: Progress) -> None:
+    def __init__(self, options: BenchOptions, workdir: Path, progress: Progress, broker: BenchBroker | None = None) -> None:
         self.options = options
+        self.broker = broker or bench_broker(options)
         self.workdir = workdir
         self.progress = progress
         self.processes: list[WorkerProcess] = []
@@ -102,17 +108,14 @@ class BenchServices:
         self.started_any = False
         self.databases: dict[str, SideDatabase] = {}
         self._created_databases = False
-        self._flushed_redis = False
+        self._claim = None  # (engine, connection) holding BENCH_LOCK
 
     @property
     def touched(self) -> bool:
         """Whether the run changed anything that clean-up undoes."""
-        return self.started_any or self._created_databases or self._flushed_redis
+        return self.started_any or self._created_databases or self.broker.touched
 
     # -- servers --------------------------------------------------------------------------------
-
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.options.redis_url)
 
     def _admin_engine(self):  # noqa: ANN202
         url = make_url(self.options.postgres_url)
@@ -122,11 +125,9 @@ class BenchServices:
 
     def check_reachable(self) -> None:
         try:
-            client = self.redis()
-            client.ping()
-            client.close()
-        except redis.exceptions.RedisError as error:
-            raise ServicesUnavailable(f"Redis at {redact_url(self.options.redis_url)} cannot be reached: {error}") from None
+            self.broker.check_reachable()
+        except BrokerUnavailable as error:
+            raise ServicesUnavailable(str(error)) from None
         engine = self._admin_engine()
         try:
             with engine.connect() as connection:
@@ -137,13 +138,49 @@ class BenchServices:
         finally:
             engine.dispose()
 
-    def flush_redis(self) -> None:
-        self._flushed_redis = True
-        client = self.redis()
+    def claim_server(self) -> None:
+        """Hold the bench's advisory lock on the PostgreSQL server until clean-up; BenchFailed when another
+        run holds it, or when anything is connected to the bench databases (a run of an older bench)."""
+        engine = self._admin_engine()
+        connection = engine.connect()
         try:
-            client.flushdb()
-        finally:
-            client.close()
+            if not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": BENCH_LOCK}):
+                raise BenchFailed(
+                    "another dualwrite bench is running against this PostgreSQL server (it holds the bench's advisory lock); "
+                    "its databases and broker db would be dropped and flushed under it: wait until it ends"
+                )
+            names = list(DATABASE_NAMES.values())
+            connected = connection.execute(
+                text("SELECT datname, count(*) FROM pg_stat_activity WHERE datname = ANY(:names) GROUP BY datname ORDER BY datname"),
+                {"names": names},
+            ).all()
+            if connected:
+                shown = ", ".join(f"{name} ({count})" for name, count in connected)
+                raise BenchFailed(
+                    f"something is connected to the bench databases ({shown}): another bench run, or a client of a --keep run; "
+                    "it would lose them when this run drops them"
+                )
+        except BaseException:
+            connection.close()
+            engine.dispose()
+            raise
+        self._claim = (engine, connection)
+
+    def release_server(self) -> None:
+        if self._claim is not None:
+            engine, connection = self._claim
+            self._claim = None
+            try:
+                connection.close()  # the session ends: its advisory lock goes with it
+            finally:
+                engine.dispose()
+
+    def prepare_broker(self) -> str:
+        """A clean place on the broker: the Redis db flushed, or a throwaway RabbitMQ vhost; says which."""
+        try:
+            return self.broker.prepare()
+        except (BrokerUnavailable, OSError) as error:
+            raise ServicesUnavailable(f"{self.broker.label}: {error}") from None
 
     def recreate_databases(self, specs: dict[str, SideSpec]) -> None:
         """Drop and create the three databases, then migrate each to its schema head (before any worker starts)."""
@@ -178,13 +215,13 @@ class BenchServices:
     # -- processes ------------------------------------------------------------------------------
 
     def worker_env(self) -> dict[str, str]:
-        """The DUALWRITE_* settings of the worker processes: this run's Redis and databases."""
+        """The DUALWRITE_* settings of the worker processes: this run's broker and databases."""
         options = self.options
         # Three sides on one machine would fight over one metrics port: the bench serves none.
         env = {k: v for k, v in os.environ.items() if k != "DUALWRITE_METRICS_PORT"}
         env.update(
             {
-                "DUALWRITE_BROKER_URL": options.redis_url,
+                "DUALWRITE_BROKER_URL": self.broker.url,
                 "DUALWRITE_FINANCE_DB_URL": options.database_url("finance"),
                 "DUALWRITE_DATAVERSE_DB_URL": options.database_url("dataverse"),
                 "DUALWRITE_BRIDGE_DB_URL": options.database_url("bridge"),
@@ -228,18 +265,19 @@ class BenchServices:
     # -- the end --------------------------------------------------------------------------------
 
     def clean_up(self) -> list[str]:
-        """Stop every process, flush Redis, drop the databases (unless --keep); returns what went wrong."""
+        """Stop every process, flush Redis or delete the vhost, drop the databases (unless --keep); returns what went wrong."""
         problems = []
         for process in list(self.processes):
             try:
                 self.stop(process)
             except Exception as error:  # noqa: BLE001 - clean-up carries on whatever happens
                 problems.append(f"stopping the {process.role} process: {error}")
-        if self._flushed_redis:  # only a db this run has used
+        if self.broker.touched:  # only a db or vhost this run has used
             try:
-                self.flush_redis()
+                self.broker.clean_up()
             except Exception as error:  # noqa: BLE001
-                problems.append(f"flushing {redact_url(self.options.redis_url)}: {error}")
+                what = "flushing" if self.broker.kind == "redis" else "deleting the vhost of"
+                problems.append(f"{what} {self.broker.shown_url}: {error}")
         if self.options.keep:
             for database in self.databases.values():
                 database.dispose()
@@ -248,6 +286,10 @@ class BenchServices:
                 self.drop_databases()
             except Exception as error:  # noqa: BLE001
                 problems.append(f"dropping the bench databases: {error}")
+        try:
+            self.release_server()
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"releasing the bench's lock on PostgreSQL: {error}")
         return problems
 
 
