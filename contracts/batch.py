@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +39,10 @@ class Batch(BaseModel):
     def _keys_are_unique(self) -> "Batch":
         if not self.key_fields:
             return self
+        key_of = attrgetter(*self.key_fields)
+        keys = [key_of(row) for row in self.rows]
+        if len({_folded(key) for key in keys}) == len(keys):
+            return self  # the common case, in one pass: no key repeats, in any case
         seen: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
         for index, row in enumerate(self.rows):
             key = tuple(getattr(row, name) for name in self.key_fields)
@@ -56,3 +61,12 @@ class Batch(BaseModel):
 
     def _shown(self, key: tuple[Any, ...]) -> str:
         return ", ".join(f"{name}={value}" for name, value in zip(self.key_fields, key))
+
+
+def _folded(key: Any) -> Any:
+    """A key (one value, or a tuple of values) with its text in lower case."""
+    if isinstance(key, str):
+        return key.lower()
+    if isinstance(key, tuple):
+        return tuple(value.lower() if isinstance(value, str) else value for value in key)
+    return key

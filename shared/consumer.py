@@ -60,6 +60,10 @@ class Consumer:
     after_commit: FaultHook | None = field(default=None)
 
     def receive(self, body: str) -> None:
+        with self.relay.applying():
+            self._received(body)
+
+    def _received(self, body: str) -> None:
         current = CurrentMessage.get_current_message()
         message_id = current.message_id if current else None
         with bind_message_context(message_id=message_id, queue=self.endpoint.queue.name):

@@ -4,11 +4,15 @@
 written to the side's ``outbox`` table in the unit of work's own transaction (``write``), so a
 rollback sends nothing and a commit can never lose them.
 
-**Sending.** Right after the commit, the parts are sent straight from memory (``send_committed``).
-Whatever other threads of this process committed meanwhile is sent with them: the first thread in
-sends everything waiting, combined into as few messages as the rules of
-``shared.outbox_batches`` allow, while the others go back to work. A lone part leaves at once and
-unchanged; under load, batches grow by themselves, and every hop after carries them on.
+**Sending.** Right after the commit, the parts are sent straight from memory (``send_committed``),
+with whatever other threads of this process committed meanwhile: the first thread in sends
+everything waiting, combined into as few messages as the rules of ``shared.outbox_batches``
+allow, while the others go back to work. When this thread is the only one applying a message
+(light load), its parts leave at once, a lone part unchanged. When other threads are applying
+messages too (``applying``: the process has more work in hand), their parts will follow within
+milliseconds, so the parts wait for them: they leave when no other message is being applied, or
+after ``linger`` seconds, or once ``FLUSH_PARTS`` are waiting, whichever comes first. So batches
+grow with the load and every hop after carries them on; idle, a part never waits.
 
 **Marking.** Sent parts are noted in memory (``SentMarks``) and written as sent by the side's next
 transaction, a handler's or the relay's, in one ``UPDATE`` (``write_sent_marks``): no transaction
@@ -27,7 +31,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +56,12 @@ Send = Callable[[str, str, str, str], None]
 #: How old an unsent row must be before the sweeper sends it: the relay that committed it sends it
 #: within milliseconds, and a sweeper taking it meanwhile would only send it twice.
 DEFAULT_RESEND_AFTER = 5.0
+
+#: Under load, how long committed parts may wait for the parts other threads are about to commit.
+DEFAULT_LINGER = 0.05
+
+#: Under load, parts leave at once when this many wait.
+FLUSH_PARTS = 500
 
 
 def catalog_key_fields(contract: str, version: int) -> tuple[str, ...]:
@@ -87,6 +99,7 @@ class Outbox:
         batch_size: int = 500,
         resend_after: float = DEFAULT_RESEND_AFTER,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        linger: float = DEFAULT_LINGER,
     ) -> None:
         self.database = database
         self.send = send
@@ -94,9 +107,33 @@ class Outbox:
         self.batch_size = batch_size
         self.resend_after = resend_after
         self.max_bytes = max_bytes
+        self.linger = linger
         self._waiting: list[Outgoing] = []
+        self._waiting_since: float | None = None
         self._waiting_lock = threading.Lock()
         self._sender = threading.Lock()
+        #: Threads of this process applying a message right now (``applying``).
+        self._applying = 0
+        self._timer: threading.Thread | None = None
+        self._wake_timer = threading.Condition(self._waiting_lock)
+        self._closed = False
+
+    # -- how busy the process is -------------------------------------------------------------------
+
+    @contextmanager
+    def applying(self) -> Iterator[None]:
+        """Around the application of one incoming message: while others are applied too, what each
+        commits waits for the others' parts (up to ``linger``) so that they leave together."""
+        with self._waiting_lock:
+            self._applying += 1
+        try:
+            yield
+        finally:
+            with self._waiting_lock:
+                self._applying -= 1
+                idle = self._applying == 0 and bool(self._waiting)
+            if idle:
+                self._drain_quietly()
 
     # -- from memory, right after a commit ---------------------------------------------------------
 
@@ -109,10 +146,33 @@ class Outbox:
         """
         with self._waiting_lock:
             self._waiting.extend(outgoing)
+            now = time.monotonic()
+            if self._waiting_since is None:
+                self._waiting_since = now
+            hold = (
+                self.linger > 0
+                and not self._closed
+                and self._applying > 1
+                and len(self._waiting) < FLUSH_PARTS
+                and now - self._waiting_since < self.linger
+            )
+            if hold:
+                self._start_timer()
+        if not hold:
+            self._drain()
+
+    def flush(self) -> None:
+        """Send what waits now (a stopping worker's last act before its final relay)."""
+        with self._waiting_lock:
+            self._closed = True
+            self._wake_timer.notify_all()
+        self._drain()
+
+    def _drain(self) -> None:
         while self._sender.acquire(blocking=False):
             try:
                 with self._waiting_lock:
-                    taken, self._waiting = self._waiting, []
+                    taken, self._waiting, self._waiting_since = self._waiting, [], None
                 if taken:
                     self._send_all(taken)
             except BaseException:
@@ -128,6 +188,44 @@ class Outbox:
             with self._waiting_lock:
                 if not self._waiting:
                     return
+
+    def _drain_quietly(self) -> None:
+        """Drain from a thread whose caller cannot act on a failure: the sweeper resends it."""
+        try:
+            self._drain()
+        except Exception:  # noqa: BLE001 - left to the sweeper; the cause is logged
+            log.warning("outbox parts left to the sweeper: sending failed", exc_info=True)
+
+    def _start_timer(self) -> None:
+        """The thread that sends what lingered too long (called with ``_waiting_lock`` held)."""
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Thread(target=self._lingered, name=f"{self.database.side}-outbox-linger", daemon=True)
+            self._timer.start()
+        else:
+            self._wake_timer.notify()
+
+    def _lingered(self) -> None:
+        while True:
+            with self._waiting_lock:
+                if self._closed:
+                    return
+                if self._waiting_since is None:
+                    self._wake_timer.wait(timeout=1.0)
+                    continue
+                due = self._waiting_since + self.linger - time.monotonic()
+                if due > 0:
+                    self._wake_timer.wait(timeout=due)
+                    continue
+            self._drain_quietly()
+            with self._waiting_lock:
+                if self._waiting_since is not None and not self._closed:
+                    # Another thread is sending: it takes these too; look again a little later.
+                    self._wake_timer.wait(timeout=self.linger)
+
+    def final_relay(self) -> int:
+        """A stopping side's last act: what waits in memory, then every unsent row; how many rows."""
+        self.flush()
+        return self.relay()
 
     def _send_all(self, taken: list[Outgoing]) -> None:
         marks = self.database.sent_marks

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         description="The outbox sweeper sends unsent messages older than this (younger ones are being sent by "
         "the transaction that wrote them; what a crash left unsent goes out after this delay)",
     )
+    outbox_linger_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=5,
+        description="Under load only (other messages being applied in the process), how long committed "
+        "outgoing rows may wait for the others' to leave with them in one message; idle, nothing waits. 0 never waits",
+    )
 
     import_interval_seconds: float = Field(
         default=2.0, gt=0, description="How often finance runs Import from staging (and posts the journals)"

@@ -59,7 +59,7 @@ class SideRuntime:
         """
         tasks = self.spec.periodic(self, settings) if self.spec.periodic is not None else []
         sweeper = PeriodicTask(
-            f"{self.spec.side}-outbox-relay", settings.outbox_sweep_seconds, self.relay.sweep, final=self.relay.relay
+            f"{self.spec.side}-outbox-relay", settings.outbox_sweep_seconds, self.relay.sweep, final=self.relay.final_relay
         )
         return [*tasks, sweeper]
 
@@ -89,6 +89,7 @@ def assemble_side(
         Publisher(broker, signer).send_raw,
         key_fields=registry.key_fields,
         resend_after=settings.outbox_resend_after_seconds,
+        linger=settings.outbox_linger_seconds,
     )
     hears = verifier(settings)
     consumers = [
