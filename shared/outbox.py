@@ -114,7 +114,7 @@ class Outbox:
         self._sender = threading.Lock()
         #: Threads of this process applying a message right now (``applying``).
         self._applying = 0
-        self._timer: threading.Thread | None = None
+        self._timer_running = False
         self._wake_timer = threading.Condition(self._waiting_lock)
         self._closed = False
 
@@ -197,21 +197,20 @@ class Outbox:
             log.warning("outbox parts left to the sweeper: sending failed", exc_info=True)
 
     def _start_timer(self) -> None:
-        """The thread that sends what lingered too long (called with ``_waiting_lock`` held)."""
-        if self._timer is None or not self._timer.is_alive():
-            self._timer = threading.Thread(target=self._lingered, name=f"{self.database.side}-outbox-linger", daemon=True)
-            self._timer.start()
-        else:
+        """The thread that sends what lingered too long (called with ``_waiting_lock`` held); it
+        ends once nothing waits, and starts again with the next part that waits."""
+        if self._timer_running:
             self._wake_timer.notify()
+            return
+        self._timer_running = True
+        threading.Thread(target=self._lingered, name=f"{self.database.side}-outbox-linger", daemon=True).start()
 
     def _lingered(self) -> None:
         while True:
             with self._waiting_lock:
-                if self._closed:
+                if self._closed or self._waiting_since is None:
+                    self._timer_running = False
                     return
-                if self._waiting_since is None:
-                    self._wake_timer.wait(timeout=1.0)
-                    continue
                 due = self._waiting_since + self.linger - time.monotonic()
                 if due > 0:
                     self._wake_timer.wait(timeout=due)

@@ -15,9 +15,11 @@ from sqlalchemy import select
 from contracts.envelope import Envelope, Side, new_envelope
 from contracts.queues import table_map
 from shared.outbox import Outbox
+from shared.outbox_batches import carried_parts
 from shared.side import open_database
 from shared.side_database import SideDatabase
 from shared.unit_of_work import UnitOfWork
+from shared.waiting import wait_until
 from workers.runtime import SPECS
 
 EXPENSES = table_map("msdyn_expenses")
@@ -133,3 +135,93 @@ def test_a_message_whose_send_failed_is_left_to_the_redelivery(bridge_database: 
     # Then the outgoing message was sent once, and is marked sent
     assert sends == {uow.emitted[0]: 1}
     assert sent_at(bridge_database, uow.emitted[0]) is not None
+
+
+# -- batches: when waiting parts leave together ----------------------------------------------------
+
+
+class Messages(list[tuple[str, ...]]):
+    """What a relay sent: the parts (outbox rows) each message carried."""
+
+    def __call__(self, queue_name: str, actor_name: str, message_id: str, body: str) -> None:
+        self.append(carried_parts(message_id, body))
+
+
+def carry_expense(database: SideDatabase, expense_id: str) -> UnitOfWork:
+    """A committed unit of work that wrote one document's part (one expense row) to the outbox."""
+    cause = incoming()
+    with UnitOfWork(database, Side.BRIDGE, cause=cause, relay_after_commit=True) as uow:
+        uow.emit(EXPENSES.inbound, "msdyn_expenses", 1, {"rows": [{"expense_id": expense_id}]},
+                 correlation_id=f"expense-report:{expense_id}", legal_entity="USPM")
+        uow.commit()
+    return uow
+
+
+def test_an_idle_process_sends_each_part_at_once_as_it_was_written(bridge_database: SideDatabase) -> None:
+    messages = Messages()
+    relay = Outbox(bridge_database, messages, linger=3600)
+
+    # When one message is applied at a time, its part leaves before the next is applied
+    for expense_id in ("E-1", "E-2"):
+        with relay.applying():
+            uow = carry_expense(bridge_database, expense_id)
+            relay.send_committed(uow.outgoing)
+            assert messages[-1] == (uow.emitted[0],)
+
+    # Then two messages left, one part each
+    assert len(messages) == 2
+
+
+def test_under_load_parts_wait_for_the_others_and_leave_together_when_the_process_is_idle(
+    bridge_database: SideDatabase,
+) -> None:
+    messages = Messages()
+    relay = Outbox(bridge_database, messages, linger=3600)
+
+    # Given three messages being applied at once (three worker threads)
+    with relay.applying(), relay.applying(), relay.applying():
+        committed = [carry_expense(bridge_database, f"E-{n}") for n in range(3)]
+        # When each commits and hands its part to the outbox while the others are still at work
+        for uow in committed:
+            relay.send_committed(uow.outgoing)
+        # Then nothing has left yet
+        assert messages == []
+
+    # And once none is applied any more, the three parts leave as one message, in commit order
+    assert messages == [tuple(uow.emitted[0] for uow in committed)]
+    # And every part is marked sent by the next transaction, none sent again by a sweep
+    assert Outbox(bridge_database, Messages(), resend_after=0).sweep() == 0
+    assert all(sent_at(bridge_database, uow.emitted[0]) is not None for uow in committed)
+
+
+def test_under_sustained_load_waiting_parts_leave_after_the_linger(bridge_database: SideDatabase) -> None:
+    messages = Messages()
+    relay = Outbox(bridge_database, messages, linger=0.05)
+
+    # Given two messages being applied for as long as the test lasts (the process never idles)
+    with relay.applying(), relay.applying():
+        committed = [carry_expense(bridge_database, f"E-{n}") for n in range(2)]
+        for uow in committed:
+            relay.send_committed(uow.outgoing)
+
+        # Then the parts leave together once they have waited the linger, the load notwithstanding
+        wait_until(lambda: messages, timeout=10, what="the lingering parts sent")
+        assert messages == [tuple(uow.emitted[0] for uow in committed)]
+
+
+def test_a_stopping_side_sends_what_waits_before_its_final_relay(bridge_database: SideDatabase) -> None:
+    messages = Messages()
+    relay = Outbox(bridge_database, messages, linger=3600)
+    with relay.applying(), relay.applying():
+        uow = carry_expense(bridge_database, "E-1")
+        relay.send_committed(uow.outgoing)
+        assert messages == []
+
+        # When the side stops while a message is still being applied
+        assert relay.final_relay() == 0
+
+        # Then the waiting part left, once; and nothing waits from then on
+        assert messages == [(uow.emitted[0],)]
+        later = carry_expense(bridge_database, "E-2")
+        relay.send_committed(later.outgoing)
+        assert messages[-1] == (later.emitted[0],)
