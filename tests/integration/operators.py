@@ -15,7 +15,7 @@ would set, their stdout parsed as JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ import pytest
 from contracts.queues import all_queues
 from shared.settings import Settings
 from shared.waiting import wait_until
-from tests.conftest import embedded_settings, services_settings, unavailable
+from tests.conftest import PostgresServer, embedded_settings, services_settings, unavailable
 from tests.e2e.brokers import BrokerUnavailable, throwaway_vhost
 from tests.integration.support import System, load_test_companies
 from workers.cli import main
@@ -111,8 +111,11 @@ def operator_environment(monkeypatch: pytest.MonkeyPatch, settings: Settings) ->
     monkeypatch.setenv("DUALWRITE_LOG_LEVEL", "WARNING")
 
 
-def settings_for(request: pytest.FixtureRequest, broker: str, data_dir: Path, cleanup: ExitStack) -> Settings:
-    """Settings of the backend named ``broker``; services are reserved for the test and emptied."""
+def settings_for(
+    request: pytest.FixtureRequest, broker: str, data_dir: Path, cleanup: ExitStack, *, reset_schema: bool = True
+) -> Settings:
+    """Settings of the backend named ``broker``; services are reserved for the test and emptied
+    (the databases' schema too, unless the caller makes its tables with :func:`fresh_tables`)."""
     if broker == "embedded":
         return embedded_settings(data_dir)
     postgres = request.getfixturevalue("postgres_server")
@@ -123,18 +126,32 @@ def settings_for(request: pytest.FixtureRequest, broker: str, data_dir: Path, cl
             url = cleanup.enter_context(throwaway_vhost())
         except BrokerUnavailable as error:
             unavailable("RabbitMQ", error)
-    postgres.reset()
+    if reset_schema:
+        postgres.reset()
     return services_settings(url, postgres, data_dir)
+
+
+def fresh_tables(request: pytest.FixtureRequest, broker: str) -> Callable[[Runtime], None]:
+    """How the runtime's tables are made on the backend named ``broker``: empty, as on a fresh schema
+    (on PostgreSQL made once and emptied for each test afterwards: tests/conftest.py)."""
+    if broker == "embedded":
+        return Runtime.create_tables
+    postgres: PostgresServer = request.getfixturevalue("postgres_server")
+    return lambda runtime: postgres.fresh_tables(tuple(sorted(runtime.sides)), runtime.create_tables)
 
 
 @contextmanager
 def running_system(
-    settings: Settings, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    settings: Settings,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make_tables: Callable[[Runtime], None] = Runtime.create_tables,
 ) -> Iterator[OperatedSystem]:
     """The three workers running on the backend, and the operator's environment pointing at them."""
     runtime = Runtime(settings)
     try:
-        runtime.create_tables()
+        make_tables(runtime)
         load_test_companies(runtime)
         runtime.start()
         operator_environment(monkeypatch, settings)
@@ -156,8 +173,8 @@ def operated(
 ) -> Iterator[OperatedSystem]:
     """The system on the real Redis or a throwaway RabbitMQ vhost, with real PostgreSQL."""
     with ExitStack() as cleanup:
-        settings = settings_for(request, request.param, tmp_path / "data", cleanup)
-        with running_system(settings, request.param, monkeypatch, capsys) as system:
+        settings = settings_for(request, request.param, tmp_path / "data", cleanup, reset_schema=False)
+        with running_system(settings, request.param, monkeypatch, capsys, fresh_tables(request, request.param)) as system:
             yield system
 
 

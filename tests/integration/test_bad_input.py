@@ -4,12 +4,18 @@ The raw bodies go straight onto the queues (``Publisher.send_raw``), as a broken
 another language could put them there. Each ends as a row in the consuming side's dead letters
 (error type, reason naming what is wrong, the original body) and in dramatiq's dead-letter queue
 on the broker (``dramatiq:<queue>.XQ``); a good message sent afterwards is applied as usual.
+
+All the bad messages are put on their queues together, on one running system per backend
+(``refused``), and each test looks at what became of one of them: the system a test looks at is
+the same for every case, and a bad message cannot hide behind another either.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +24,8 @@ import pytest
 
 from contracts.envelope import Side
 from contracts.queues import DATAVERSE_COMMANDS, FINANCE_COMMANDS, Queue
+from tests.conftest import Backend
+from tests.integration.conftest import started_system
 from tests.integration.support import DATAVERSE, FINANCE, FOUR_CLASSES, System
 from workers.dataverse import tables as dataverse
 
@@ -133,27 +141,55 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(system: System, case: str) -> None:
-    bad = CASES[case]
+@dataclass(frozen=True)
+class Refused:
+    system: System
+    #: case -> the message id it was put on its queue with
+    message_ids: dict[str, str]
 
-    # Given a broken publisher puts a message on a queue without validating it
-    message_id = system.put_raw(bad.queue, bad.body)
-    system.settle()
+
+@pytest.fixture(scope="module")
+def refused(module_backend: Backend) -> Iterator[Refused]:
+    """The three workers running, every bad input of CASES put on its queue by a broken publisher, all settled."""
+    with started_system(module_backend) as system:
+        # Given a broken publisher puts each message on a queue without validating it
+        message_ids = {case: system.put_raw(bad.queue, bad.body) for case, bad in CASES.items()}
+        system.settle()
+        yield Refused(system, message_ids)
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_dead_lettered_with_its_reason(refused: Refused, case: str) -> None:
+    bad, system, message_id = CASES[case], refused.system, refused.message_ids[case]
 
     # Then the consuming side recorded it as a permanent dead letter, at the first attempt, with its reason
-    [letter] = system.dead_letters(bad.side)
-    assert letter.message_id == message_id
+    letters = system.dead_letters(bad.side, system.database(bad.side).messaging.dead_letters.c.message_id == message_id)
+    [letter] = letters
     assert letter.queue_name == bad.queue.name
     assert (letter.error_kind, letter.error_type, letter.attempts) == ("permanent", bad.error_type, 1)
     for fragment in bad.reason:
         assert fragment in letter.error, f"reason {letter.error!r} does not name {fragment!r}"
     assert letter.body == bad.body
 
-    # And the broker holds it in the queue's dead-letter queue; nothing was applied anywhere
-    assert [m["message_id"] for m in system.broker_dead_letters(bad.queue)] == [message_id]
-    assert system.applied(bad.side, message_id) == 0
-    assert system.outbox(bad.side) == []
+    # And the broker holds it in the queue's dead-letter queue; it was applied nowhere
+    assert message_id in [m["message_id"] for m in system.broker_dead_letters(bad.queue)]
+    assert all(system.applied(side, message_id) == 0 for side in system.runtime.sides)
+
+
+def test_nothing_bad_was_applied_and_the_worker_goes_on(refused: Refused) -> None:
+    system, message_ids = refused.system, refused.message_ids
+
+    # Then each side's dead letters are the bad messages it consumes, one each, and so is each queue's dead-letter queue
+    for side in (FINANCE, DATAVERSE):
+        sent = sorted(message_ids[case] for case, bad in CASES.items() if bad.side == side)
+        assert sorted(letter.message_id for letter in system.dead_letters(side)) == sent
+    for queue, count in Counter(bad.queue for bad in CASES.values()).items():
+        assert sorted(m["message_id"] for m in system.broker_dead_letters(queue)) == sorted(
+            message_ids[case] for case, bad in CASES.items() if bad.queue == queue
+        )
+        assert len(system.broker_dead_letters(queue)) == count
+    # And nothing was applied anywhere: no message sent on, no category, no estimate
+    assert system.outbox(FINANCE) == [] and system.outbox(DATAVERSE) == []
     assert system.shared_categories() == {}
     assert system.count(DATAVERSE, dataverse.expense_estimates) == 0
 
@@ -161,6 +197,8 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_worker_goes_on(syste
     system.publish("create_transaction_categories", [{"category": "HOTEL", "name": "Hotel"}])
     system.settle()
 
-    # Then the worker went on and applied it
+    # Then the worker went on and applied it, and refused nothing more
     assert system.shared_categories() == {"HOTEL": FOUR_CLASSES}
-    assert len(system.dead_letters(bad.side)) == 1
+    assert {side: len(system.dead_letters(side)) for side in (FINANCE, DATAVERSE)} == dict(
+        Counter(bad.side for bad in CASES.values())
+    )

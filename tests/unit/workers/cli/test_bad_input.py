@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,17 +212,28 @@ def test_bad_input_is_one_clear_line_and_the_documented_status(
 IN_A_PROCESS = ["publish --legal-entity with a space", "setup a file not UTF-8", "queues --watch nan", "an AMQP URL with a bad option"]
 
 
-@pytest.mark.parametrize("name", IN_A_PROCESS, ids=IN_A_PROCESS)
-def test_no_traceback_reaches_the_terminal(name: str, workspace: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    case = CASES[name]
+@pytest.fixture(scope="module")
+def in_a_process(workspace: tuple[Path, dict[str, str]]) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """Each case of IN_A_PROCESS run as ``python -m workers ...``, all at once (each import takes a second or more)."""
     data_dir, inputs = workspace
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
-    environment.update({"DUALWRITE_DATA_DIR": str(data_dir), "DUALWRITE_LOG_LEVEL": "WARNING", **CLOSED_BROKER, **case.env})
 
-    done = subprocess.run(
-        [sys.executable, "-m", "workers", *_argv(case, inputs)],
-        env=environment, cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+    def run(case: Case) -> subprocess.CompletedProcess[str]:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("DUALWRITE_")}
+        environment.update({"DUALWRITE_DATA_DIR": str(data_dir), "DUALWRITE_LOG_LEVEL": "WARNING", **CLOSED_BROKER, **case.env})
+        return subprocess.run(
+            [sys.executable, "-m", "workers", *_argv(case, inputs)],
+            env=environment, cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+
+    with ThreadPoolExecutor(max_workers=len(IN_A_PROCESS)) as pool:
+        yield {name: pool.submit(run, CASES[name]) for name in IN_A_PROCESS}
+
+
+@pytest.mark.parametrize("name", IN_A_PROCESS, ids=IN_A_PROCESS)
+def test_no_traceback_reaches_the_terminal(name: str, in_a_process: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
+    case = CASES[name]
+
+    done = in_a_process[name].result()
 
     assert done.returncode == case.status, done.stderr
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
