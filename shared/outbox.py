@@ -197,8 +197,9 @@ class Outbox:
             log.warning("outbox parts left to the sweeper: sending failed", exc_info=True)
 
     def _start_timer(self) -> None:
-        """The thread that sends what lingered too long (called with ``_waiting_lock`` held); it
-        ends once nothing waits, and starts again with the next part that waits."""
+        """The thread that sends what lingered too long (called with ``_waiting_lock`` held): one per
+        outbox, started with the first part that waits and sleeping while none does, until ``flush``
+        (a thread per linger would churn the allocator's per-thread arenas, and memory with them)."""
         if self._timer_running:
             self._wake_timer.notify()
             return
@@ -208,9 +209,12 @@ class Outbox:
     def _lingered(self) -> None:
         while True:
             with self._waiting_lock:
-                if self._closed or self._waiting_since is None:
+                if self._closed:
                     self._timer_running = False
                     return
+                if self._waiting_since is None:
+                    self._wake_timer.wait()
+                    continue
                 due = self._waiting_since + self.linger - time.monotonic()
                 if due > 0:
                     self._wake_timer.wait(timeout=due)

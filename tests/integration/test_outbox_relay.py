@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +24,12 @@ from shared.waiting import wait_until
 from workers.runtime import SPECS
 
 EXPENSES = table_map("msdyn_expenses")
+
+
+@pytest.fixture
+def cleanup() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -173,12 +180,13 @@ def test_an_idle_process_sends_each_part_at_once_as_it_was_written(bridge_databa
 
 
 def test_under_load_parts_wait_for_the_others_and_leave_together_when_the_process_is_idle(
-    bridge_database: SideDatabase,
+    bridge_database: SideDatabase, cleanup: ExitStack
 ) -> None:
     messages = Messages()
     relay = Outbox(bridge_database, messages, linger=3600)
 
     # Given three messages being applied at once (three worker threads)
+    cleanup.callback(relay.flush)  # the linger thread ends
     with relay.applying(), relay.applying(), relay.applying():
         committed = [carry_expense(bridge_database, f"E-{n}") for n in range(3)]
         # When each commits and hands its part to the outbox while the others are still at work
@@ -207,6 +215,7 @@ def test_under_sustained_load_waiting_parts_leave_after_the_linger(bridge_databa
         # Then the parts leave together once they have waited the linger, the load notwithstanding
         wait_until(lambda: messages, timeout=10, what="the lingering parts sent")
         assert messages == [tuple(uow.emitted[0] for uow in committed)]
+    relay.flush()  # the linger thread ends
 
 
 def test_a_stopping_side_sends_what_waits_before_its_final_relay(bridge_database: SideDatabase) -> None:
