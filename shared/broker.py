@@ -52,6 +52,12 @@ DELAY_QUEUE_POLL_MS = 1_000
 #: most is needed: the one woken fetches up to its prefetch).
 WAKE_DEPTH = 8
 
+#: How long an idle Redis work-queue consumer waits for a wake-up before it fetches anyway (what
+#: another language's publisher, which does not wake, waits at most). Every idle consumer makes a
+#: round trip this often; its fetch also refreshes the worker's heartbeat, so this stays well under
+#: the shortest heartbeat timeout in use (2 s). A stopping worker goes back to the idle timeout.
+IDLE_WAIT_MS = 500
+
 
 def wake_key(namespace: str, queue_name: str) -> str:
     """The list an idle consumer of ``queue_name`` blocks on (``BLPOP``) until an enqueue pushes to it."""
@@ -74,6 +80,8 @@ class _RedisBroker(RedisBroker):
     def __init__(self, *, max_message_bytes: int, **options: Any) -> None:
         super().__init__(**options)
         self.intake = Intake(self, max_message_bytes)
+        #: Set while a worker of this broker shuts down (``WakeOnShutdown``): idle waits shorten.
+        self.stopping = False
         self._fetch_with_ids = self.client.register_script(
             resources.files("shared").joinpath("redis_fetch.lua").read_bytes()
         )
@@ -123,6 +131,22 @@ class _RedisBroker(RedisBroker):
         return [(_text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
+class WakeOnShutdown(Middleware):
+    """A stopping worker's idle consumers stop waiting for wake-ups: each queue is woken, and from
+    then on they wait only the idle timeout between fetches, so they notice the stop at once."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if isinstance(broker, _RedisBroker):
+            broker.stopping = False
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if isinstance(broker, _RedisBroker):
+            broker.stopping = True
+            for queue_name in worker.consumers:
+                if not queue_name.endswith(".DQ"):  # delay queues are polled, never woken
+                    broker.wake(queue_name)
+
+
 class _CheckedRedisConsumer(_RedisConsumer):
     """dramatiq's Redis consumer, fetching ids with the data: bytes that are no message of ours are
     taken off the queue and recorded (``Intake``), and a message is acknowledged by the id it
@@ -156,7 +180,7 @@ class _CheckedRedisConsumer(_RedisConsumer):
             self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
             time.sleep(backoff_ms / 1000)
             return
-        self.broker.wait_for_wake(self.queue_name, self.timeout)
+        self.broker.wait_for_wake(self.queue_name, self.timeout if self.broker.stopping else max(self.timeout, IDLE_WAIT_MS))
 
     def _checked(self, redis_id: str, data: bytes) -> dramatiq.Message[Any] | None:
         intake = self.broker.intake
@@ -188,6 +212,8 @@ class _RabbitmqBroker(RabbitmqBroker):
     def __init__(self, *, max_message_bytes: int, **options: Any) -> None:
         super().__init__(**options)
         self.intake = Intake(self, max_message_bytes)
+        #: Set while a worker of this broker shuts down (``WakeOnShutdown``): idle waits shorten.
+        self.stopping = False
 
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
@@ -254,7 +280,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
             url=url, middleware=middleware, confirm_delivery=True, max_message_bytes=settings.max_message_bytes
         )
     # Redis only: what a stopping consumer prefetched would otherwise wait out the heartbeat timeout.
-    middleware.append(RequeuePrefetched())
+    middleware.extend([RequeuePrefetched(), WakeOnShutdown()])
     redis_options = {
         "middleware": middleware,
         "heartbeat_timeout": settings.heartbeat_timeout_ms,
