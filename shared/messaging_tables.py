@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Column, DateTime, Index, Insert, Integer, MetaData, String, Table, Text, Update, bindparam
 
+from shared.sql_lists import ValueList, one_of
+
 
 @dataclass(frozen=True)
 class MessagingTables:
@@ -14,22 +16,23 @@ class MessagingTables:
     dead_letters: Table
     # The statements every unit of work runs, built once: building one (and its cache key) on
     # every call cost a busy worker more CPU than sending it.
-    #: ``finished_at`` of the inbox rows ``b_message_ids`` (expanding): the parts a unit of work applied.
+    #: ``finished_at`` of the inbox rows ``b_message_ids`` (one list parameter, so one statement
+    #: whatever the count: a text per list length would be prepared again for each length).
     finish_inbox: Update = field(init=False)
     #: Outbox rows (one parameter set each).
     insert_outbox: Insert = field(init=False)
-    #: ``sent_at`` of the unsent outbox rows whose ids are in ``b_message_ids`` (expanding).
+    #: ``sent_at`` of the unsent outbox rows whose ids are in ``b_message_ids`` (one list parameter).
     mark_sent: Update = field(init=False)
 
     def __post_init__(self) -> None:
         inbox, outbox = self.inbox, self.outbox
         statements = {
             "finish_inbox": inbox.update()
-            .where(inbox.c.message_id.in_(bindparam("b_message_ids", expanding=True)))
+            .where(one_of(inbox.c.message_id, bindparam("b_message_ids", type_=ValueList())))
             .values(finished_at=bindparam("b_finished_at")),
             "insert_outbox": outbox.insert(),
             "mark_sent": outbox.update()
-            .where(outbox.c.message_id.in_(bindparam("b_message_ids", expanding=True)), outbox.c.sent_at.is_(None))
+            .where(one_of(outbox.c.message_id, bindparam("b_message_ids", type_=ValueList())), outbox.c.sent_at.is_(None))
             .values(sent_at=bindparam("b_sent_at")),
         }
         for name, statement in statements.items():
