@@ -274,8 +274,22 @@ class HeldInTransit:
 
 
 def synced_batch_of(project_id: str) -> Callable[[str, str], bool]:
-    """The master's synced batch that carries ``project_id``."""
-    return lambda queue, body: queue == PROJECTS.outbound.name and "initial-sync:" in body and f'"{project_id}"' in body
+    """The master's synced batch that carries ``project_id`` (a message may carry other documents'
+    parts beside it, a live change among them: what matters is the synced part's rows)."""
+
+    def holds(queue: str, body: str) -> bool:
+        if queue != PROJECTS.outbound.name:
+            return False
+        envelope = json.loads(body)
+        rows, start = envelope["payload"]["rows"], 0
+        for part in envelope.get("parts") or [{"correlation_id": envelope["correlation_id"], "rows": len(rows)}]:
+            mine = rows[start : start + part["rows"]]
+            start += part["rows"]
+            if part["correlation_id"].startswith("initial-sync:") and any(row["project_id"] == project_id for row in mine):
+                return True
+        return False
+
+    return holds
 
 
 def report_of_page(page: int) -> Callable[[str, str], bool]:
