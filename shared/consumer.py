@@ -127,7 +127,8 @@ class Consumer:
 
     def _apply_parts_one_by_one(
         self, message: Decoded[Any], enqueued_at: datetime | None, error: PermanentError
-    ) -> list[Outgoing] | None:
+    ) -> list[Outgoing]:
+        """Each part in a unit of work of its own, each sent on as it commits; nothing left to send."""
         failed: list[tuple[MessagePart, PermanentError]] = []
         for part in message.parts:
             try:
