@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from sqlalchemy import Table, func, select, text
@@ -57,6 +58,7 @@ from shared.side_database import SideDatabase
 from shared.waiting import Timeout, wait_until
 from tests.e2e.brokers import Broker
 from workers.bench import load
+from workers.bench.brokers import Rabbitmqctl, unsettled_messages
 from workers.bench.measure import descendants
 from workers.bench.phases import reconciled
 from workers.bench.prepare import Pipeline, load_setup, post, prepare_reports
@@ -156,6 +158,24 @@ class Worker:
         self.popen.wait(timeout=STOP_TIMEOUT)
 
 
+class DeploymentBroker:
+    """What Pipeline (workers/bench) asks of the run's broker: the operators' queue counts and, on
+    RabbitMQ (whose AMQP counts leave out what workers fetched), the server's own count."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts_in_flight = not url.startswith(("amqp://", "amqps://"))
+
+    def queues(self, broker: Any) -> Any:
+        return broker_queues_for(broker, self.url)
+
+    def unsettled(self) -> int | None:
+        if self.counts_in_flight:
+            return None
+        vhost = unquote(urlsplit(self.url).path.lstrip("/")) or "/"
+        return unsettled_messages(Rabbitmqctl().queue_counts(vhost))
+
+
 class Deployment:
     """Three worker commands as local processes, and what Pipeline (workers/bench) asks of its services."""
 
@@ -163,6 +183,7 @@ class Deployment:
         self.environment = environment
         self.databases = databases
         self.log_dir = log_dir
+        self.broker = DeploymentBroker(environment["DUALWRITE_BROKER_URL"])
         self.workers: dict[str, Worker] = {}
         #: Taken out of the running set to be stopped on purpose; stopped (or killed) at the end if still running.
         self.retired: list[Worker] = []
@@ -363,11 +384,20 @@ def post_all(pipeline: Pipeline, reports: list[load.BenchReport]) -> None:
 
 
 def backlog_for_dataverse(pipeline: Pipeline, deployment: Deployment, queues: Any, reports: list[load.BenchReport]) -> None:
-    """With the Dataverse worker stopped, post the reports and wait until their expense batches all wait for it."""
+    """With the Dataverse worker stopped, post the reports and wait until their expense rows all wait for it:
+    the bridge sent every report's part (several may share a message), and none has been taken."""
     post_all(pipeline, reports)
+    outbox = deployment.databases["bridge"].messaging.outbox
+
+    def sent_to_dataverse() -> int:
+        with deployment.databases["bridge"].engine.connect() as connection:
+            return connection.scalar(
+                select(func.count()).where(outbox.c.queue_name == EXPENSES_TO_DATAVERSE, outbox.c.sent_at.is_not(None))
+            ) or 0
+
     wait_for(
-        f"{len(reports)} msdyn_expenses batches waiting for Dataverse",
-        lambda: queues.counts([EXPENSES_TO_DATAVERSE])[EXPENSES_TO_DATAVERSE].ready >= len(reports),
+        f"{len(reports)} reports' msdyn_expenses parts waiting for Dataverse",
+        lambda: sent_to_dataverse() >= len(reports) and queues.counts([EXPENSES_TO_DATAVERSE])[EXPENSES_TO_DATAVERSE].ready > 0,
         pipeline.check,
     )
 
