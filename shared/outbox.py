@@ -170,16 +170,18 @@ class Outbox:
 
     def _drain(self) -> None:
         while self._sender.acquire(blocking=False):
+            taken: list[Outgoing] = []
             try:
                 with self._waiting_lock:
                     taken, self._waiting, self._waiting_since = self._waiting, [], None
                 if taken:
                     self._send_all(taken)
             except BaseException:
-                # The broker failed us: what other threads left to us goes to the sweeper too.
+                # The broker failed us: what was not sent, ours and what other threads left to us,
+                # goes to a redelivery of the cause (the error retries it) or to the sweeper.
                 with self._waiting_lock:
-                    stranded, self._waiting = self._waiting, []
-                self.database.sent_marks.not_sending(part.message_id for part in stranded)
+                    stranded, self._waiting, self._waiting_since = self._waiting, [], None
+                self.database.sent_marks.not_sending(part.message_id for part in [*taken, *stranded])
                 raise
             finally:
                 self._sender.release()
@@ -233,13 +235,8 @@ class Outbox:
     def _send_all(self, taken: list[Outgoing]) -> None:
         marks = self.database.sent_marks
         messages = combine(taken, self.key_fields, max_bytes=self.max_bytes)
-        for index, message in enumerate(messages):
-            try:
-                self.send(message.queue_name, message.actor_name, message.message_id, message.body)
-            except BaseException:
-                # Left to a redelivery of the cause (the error retries it) or to the sweeper.
-                marks.not_sending(part for unsent in messages[index:] for part in unsent.part_ids)
-                raise
+        for message in messages:
+            self.send(message.queue_name, message.actor_name, message.message_id, message.body)
             marks.sent(message.part_ids, datetime.now(UTC))
         if len(messages) < len(taken):
             log.debug("outbox parts combined", parts=len(taken), messages=len(messages))
