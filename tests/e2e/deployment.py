@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from shared.waiting import wait_until
+from tests.in_process_cli import run_dualwrite
 
 
 FLOW_TIMEOUT = 60.0
@@ -48,6 +49,10 @@ class LocalDeployment:
         """The development key ring the first worker made (the default data folder, under the working folder)."""
         return self.log_dir / ".dualwrite" / "keys"
 
+    def wait_for_key_ring(self) -> None:
+        """Until the first worker to start has made the development key ring (its trust file is written last)."""
+        self.wait_for("the workers' development key ring", lambda: self.assert_workers_running() or (self.keys_dir / "trusted.json").exists())
+
     def start(self, side: str, argv: list[str]) -> None:
         log_path = self.log_dir / f"{side}.log"
         with open(log_path, "wb") as log:
@@ -61,8 +66,8 @@ class LocalDeployment:
             )
         self.workers.append(WorkerProcess(side, process, log_path))
 
-    def run_cli(self, *args: str) -> dict[str, Any]:
-        """``python -m workers ARGS --json`` as a separate process; its JSON result."""
+    def run_process(self, *args: str) -> dict[str, Any]:
+        """``python -m workers ARGS --json`` as a separate process, as compose runs a service's command; its JSON result."""
         done = subprocess.run(
             [sys.executable, "-m", "workers", *args, "--json"],
             env=self.environment,
@@ -71,6 +76,13 @@ class LocalDeployment:
             text=True,
             timeout=60,
         )
+        assert done.returncode == 0, f"dualwrite {' '.join(args)} exited {done.returncode}: {done.stderr}"
+        return json.loads(done.stdout)
+
+    def run_cli(self, *args: str) -> dict[str, Any]:
+        """``dualwrite ARGS --json`` as an operator or upstream system runs it beside the deployment, with
+        the workers' environment and working folder (in this process: tests/in_process_cli.py); its JSON result."""
+        done = run_dualwrite([*args, "--json"], self.environment, cwd=self.log_dir)
         assert done.returncode == 0, f"dualwrite {' '.join(args)} exited {done.returncode}: {done.stderr}"
         return json.loads(done.stdout)
 
@@ -88,15 +100,29 @@ class LocalDeployment:
         except DBAPIError:
             return []
 
-    def health_check(self, side: str, test: list[str]) -> str:
-        """Run a compose health check (``["CMD", "dualwrite", "health", "--side", side]``) here; its output."""
-        kind, program, *args = test
-        assert (kind, program) == ("CMD", "dualwrite"), f"{side}: health check {test} cannot run outside a container"
-        done = subprocess.run(
-            [sys.executable, "-m", "workers", *args], cwd=self.log_dir, env=self.environment, capture_output=True, text=True, timeout=30
-        )
-        assert done.returncode == 0, f"{side} unhealthy: {done.stdout}{done.stderr}"
-        return done.stdout.strip()
+    def health_checks(self, tests: dict[str, list[str]]) -> dict[str, str]:
+        """Run the sides' compose health checks (``["CMD", "dualwrite", "health", "--side", side]``) here, each
+        a process of its own as a container runtime runs it, all at once; their outputs."""
+        started = {}
+        for side, test in tests.items():
+            kind, program, *args = test
+            assert (kind, program) == ("CMD", "dualwrite"), f"{side}: health check {test} cannot run outside a container"
+            started[side] = subprocess.Popen(
+                [sys.executable, "-m", "workers", *args], cwd=self.log_dir, env=self.environment,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        outputs = {}
+        try:
+            for side, process in started.items():
+                out, err = process.communicate(timeout=30)
+                assert process.returncode == 0, f"{side} unhealthy: {out}{err}"
+                outputs[side] = out.strip()
+        finally:
+            for process in started.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+        return outputs
 
     def wait_for(self, what: str, condition: Any) -> Any:
         return wait_until(condition, timeout=FLOW_TIMEOUT, interval=0.1, what=what)

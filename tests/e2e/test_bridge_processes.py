@@ -70,6 +70,7 @@ def test_two_bridge_processes_release_in_order_and_carry_a_two_way_map_once(
     deployment.start("dataverse", ["dualwrite", "worker", "dataverse", "--threads", "1"])
     deployment.start("bridge-1", ["dualwrite", "worker", "bridge", "--threads", "4"])
     deployment.start("bridge-2", ["dualwrite", "worker", "bridge", "--threads", "4"])
+    deployment.wait_for_key_ring()  # the test signs as finance with the key the first of them makes
 
     # -- a paused map, resumed --------------------------------------------------------------------
     # Given msdyn_expensecategories paused, and 300 changes to three categories reaching the bridges shuffled

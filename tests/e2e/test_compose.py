@@ -165,7 +165,7 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
     services = compose_file.services()
 
     # Given the migrate service of compose.yaml, run to completion, and its three workers started as local processes
-    migrated = deployment.run_cli(*compose_file.command_argv(services["migrate"])[1:])
+    migrated = deployment.run_process(*compose_file.command_argv(services["migrate"])[1:])
     assert [(side["side"], side["before"]) for side in migrated["sides"]] == [(side, None) for side in ("dataverse", "bridge", "finance")]
     # And finance's companies loaded, as an operator does after the first deployment (USPM among them)
     assert deployment.run_cli("setup", str(REPO / "workers" / "demo_data" / "setup.yaml"))["legal_entities"] == 2
@@ -234,8 +234,8 @@ def test_compose_workers_carry_the_category_flow_as_local_processes(local_deploy
     for side, tables in SIDE_TABLES.items():
         dead_letters = tables.messaging.dead_letters
         assert deployment.rows(side, select(dead_letters.c.error_type, dead_letters.c.error)) == [], f"{side} dead-lettered"
-    for side in WORKER_SIDES:
-        assert deployment.health_check(side, services[side]["healthcheck"]["test"]).endswith("\nhealthy")
+    healthy = deployment.health_checks({side: services[side]["healthcheck"]["test"] for side in WORKER_SIDES})
+    assert all(healthy[side].endswith("\nhealthy") for side in WORKER_SIDES), healthy
 
     # When the workers get SIGTERM, as `docker compose stop` sends it; then each exits 0
     statuses = deployment.terminate()

@@ -171,7 +171,7 @@ def test_a_worker_reaching_its_services_with_passwords_logs_none(
         tmp_path, f"redis://:{SECRET}@{redis_db.url.split('://', 1)[1]}", databases, DUALWRITE_LOG_LEVEL="DEBUG"
     )
     # `dualwrite db upgrade` as an operator runs it first (in this process: tests/in_process_cli.py); the worker's own process next
-    upgrade = run_dualwrite(["db", "upgrade", "--json"], {k: v for k, v in environment.items() if k.startswith("DUALWRITE_")})
+    upgrade = run_dualwrite(["db", "upgrade", "--json"], environment)
     assert upgrade.returncode == 0, upgrade.stderr
     log = tmp_path / "worker.log"
     with open(log, "w") as stderr:

@@ -16,6 +16,8 @@ from pathlib import Path
 ROUNDS = 1000
 #: No new round for this long: the main thread is stuck in its wait.
 STUCK_SECONDS = 5.0
+#: The scenario's first line (once it has imported and set up) may take this long on a busy machine.
+STARTUP_SECONDS = 60.0
 
 SCENARIO = r'''
 import os, signal, sys, threading, time
@@ -57,6 +59,7 @@ if mode == "handler-and-event":
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     for _ in range(4):
         threading.Thread(target=churn, daemon=True).start()
+    print("handler installed", flush=True)
     def wait_and_reset():
         stopping.wait()
         stopping.clear()
@@ -80,8 +83,9 @@ def run_rounds(mode: str, count: int) -> list[str]:
     try:
         assert child.stdout is not None
         while True:
-            # One round takes milliseconds: a line that does not come within STUCK_SECONDS never will.
-            line = _readline_within(child, STUCK_SECONDS)
+            # One round takes milliseconds: a line that does not come within STUCK_SECONDS never will
+            # (the first comes once the interpreter has started, which a busy machine may take seconds to do).
+            line = _readline_within(child, STUCK_SECONDS if lines else STARTUP_SECONDS)
             if line is None:
                 break
             lines.append(line)
@@ -116,4 +120,5 @@ def test_sigterm_sent_as_the_worker_begins_to_wait_always_ends_the_wait() -> Non
 def test_a_handler_setting_the_event_the_main_thread_waits_on_gets_stuck() -> None:
     """Why workers no longer stop this way: a few rounds in, a signal is lost or deadlocks the handler."""
     lines = run_rounds("handler-and-event", 20 * ROUNDS)
+    assert lines[0] == "handler installed", lines
     assert lines[-1] != "done", "20,000 signals at the wait's doorstep, none lost: has CPython changed?"
