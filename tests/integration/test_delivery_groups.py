@@ -10,6 +10,9 @@ see a group.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,15 @@ from contracts.queues import DATAVERSE_COMMANDS
 from contracts.registry import Decoded
 from shared.consumer import Consumer
 from shared.waiting import Timeout, wait_until
-from tests.integration.support import DATAVERSE, FOUR_CLASSES, System, given_transaction_categories
+from tests.integration.operators import fresh_tables, settings_for
+from tests.integration.support import (
+    DATAVERSE,
+    FOUR_CLASSES,
+    System,
+    given_transaction_categories,
+    load_test_companies,
+)
+from workers.runtime import Runtime
 
 
 class HoldFirst:
@@ -64,7 +75,30 @@ def inbox_starts(system: System, message_ids: list[str]) -> dict[str, Any]:
     return {row.message_id: row.started_at for row in rows}
 
 
+@pytest.fixture
+def rabbitmq_system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
+    """The three workers on RabbitMQ and PostgreSQL (``system`` runs on the embedded default and Redis)."""
+    with ExitStack() as cleanup:
+        settings = settings_for(request, "rabbitmq", tmp_path / "data", cleanup, reset_schema=False)
+        runtime = Runtime(settings)
+        cleanup.callback(runtime.stop)
+        fresh_tables(request, "rabbitmq")(runtime)
+        load_test_companies(runtime)
+        runtime.start()
+        yield System(runtime, "rabbitmq")
+
+
 def test_commands_that_wait_for_the_queue_are_applied_together_each_once(system: System) -> None:
+    applied_together_each_once(system)
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.postgres
+def test_commands_that_wait_for_the_queue_are_applied_together_each_once_on_rabbitmq(rabbitmq_system: System) -> None:
+    applied_together_each_once(rabbitmq_system)
+
+
+def applied_together_each_once(system: System) -> None:
     # Given Dataverse holding the first of four commands right after its commit
     hook = hold_first_command(system, others=3)
 
