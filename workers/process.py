@@ -27,6 +27,7 @@ from shared.settings import Settings
 from workers.cli.exit_codes import ExitCode
 from workers.cli.configuration import remember_settings_secrets
 from workers.cli.output import fail
+from workers.malloc_arenas import limit_malloc_arenas
 from workers.runtime import Runtime
 from workers.stop_signals import (
     forget_stop_signals,
@@ -46,6 +47,7 @@ def serve(settings: Settings, sides: list[Side]) -> int:
     (one line logged per failed attempt); otherwise the process exits 4 (UNAVAILABLE).
     """
     remember_settings_secrets(settings)  # a spawned worker process starts with none remembered
+    limit_malloc_arenas()  # before any worker thread starts: workers/malloc_arenas.py says why
     configure_logging(settings.log_level, settings.log_format)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a worker that is slow to stop is doing.
     try:
