@@ -51,9 +51,15 @@ def part_digest(envelope: Envelope, part: MessagePart) -> str:
     return _digest(envelope, {"rows": envelope.payload["rows"][part.start : part.stop]})
 
 
+#: Writes what a digest is taken of as ``json.dumps(content, sort_keys=True, separators=(",", ":"))``
+#: did for the digests inboxes hold. Built once, and it does not track the containers it is in:
+#: content is parsed JSON, never circular (a tenth faster, the same text).
+_DIGESTED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
 def _digest(envelope: Envelope, payload: Any) -> str:
     content = [envelope.contract, envelope.version, envelope.source.value, envelope.legal_entity, payload]
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_DIGESTED_JSON.encode(content).encode("utf-8")).hexdigest()
 
 
 def utcnow() -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -143,3 +144,56 @@ def test_a_message_reduced_to_its_unapplied_parts_holds_only_their_rows() -> Non
     assert [(p.message_id, rows) for p, rows in grouped] == [
         (parts[0].message_id, [0, 1]), (parts[1].message_id, [2, 3]), (parts[2].message_id, [4, 5])
     ]
+
+
+# -- rows carried on as emit wrote them ---------------------------------------------------------
+
+
+def _as_dumped(parts: list[Outgoing]) -> str:
+    """The combined envelope as json.dumps writes it from the parsed parts (the former way)."""
+    envelopes = [json.loads(p.body) for p in parts]
+    first = envelopes[0]
+    return json.dumps(
+        {
+            "message_id": None, "contract": first["contract"], "version": first["version"], "source": first["source"],
+            "legal_entity": first["legal_entity"], "correlation_id": first["correlation_id"], "causation_id": None,
+            "occurred_at": first["occurred_at"],
+            "payload": {"rows": [row for e in envelopes for row in e["payload"]["rows"]]},
+            "parts": [{"message_id": e["message_id"], "correlation_id": e["correlation_id"],
+                       "causation_id": e["causation_id"], "rows": len(e["payload"]["rows"])} for e in envelopes],
+        },
+        separators=(",", ":"), ensure_ascii=False,
+    )
+
+
+def test_a_combined_message_is_byte_for_byte_its_parts_rows_as_json_writes_them() -> None:
+    rows = [expense_row("R-1-1"), {**expense_row("R-1-2"), "voucher": 'V-"é€😀\\'}]
+    parts = [part("R-1", rows), part('R-"2"\u2028', [expense_row("R-2-1")]), part("R-3", [expense_row("R-3-1")])]
+
+    [message] = combine(parts, REGISTRY.key_fields)
+
+    expected = json.loads(_as_dumped(parts))
+    expected["message_id"] = message.message_id
+    assert message.body == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_a_part_not_written_as_emit_writes_it_is_combined_from_its_parsed_rows() -> None:
+    written = [part(f"R-{n}", [expense_row(f"R-{n}-1")]) for n in range(3)]
+    spaced = replace(written[1], body=json.dumps(json.loads(written[1].body), indent=1))
+    parts = [written[0], spaced, written[2]]
+
+    [message] = combine(parts, REGISTRY.key_fields)
+
+    decoded = REGISTRY.decode(message.body)
+    assert [row.expense_id for row in decoded.payload.rows] == ["R-0-1", "R-1-1", "R-2-1"]
+    assert [p.message_id for p in decoded.parts] == [p.message_id for p in parts]
+
+
+def test_a_part_without_rows_adds_none_to_the_message() -> None:
+    parts = [part("R-1", [expense_row("R-1-1")]), part("R-2", []), part("R-3", [expense_row("R-3-1")])]
+
+    [message] = combine(parts, REGISTRY.key_fields)
+
+    envelope = json.loads(message.body)
+    assert [row["expense_id"] for row in envelope["payload"]["rows"]] == ["R-1-1", "R-3-1"]
+    assert [p["rows"] for p in envelope["parts"]] == [1, 0, 1]
