@@ -8,6 +8,7 @@ from the name alone.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -65,7 +66,7 @@ class Queue:
     @property
     def actor_name(self) -> str:
         """The dramatiq actor that consumes this queue; publishers put it in ``actor_name``."""
-        return "receive_" + re.sub(r"[^a-z0-9]+", "_", self.name)
+        return _actor_name(self.name)
 
     @property
     def direction(self) -> str:
@@ -106,3 +107,9 @@ def all_queues() -> list[Queue]:
 
 def queues_consumed_by(side: Side) -> list[Queue]:
     return [queue for queue in all_queues() if queue.consumer is side]
+
+
+@functools.lru_cache(maxsize=256)
+def _actor_name(queue_name: str) -> str:
+    # Asked for every message sent: worked out once per queue (bounded: a name may come from input).
+    return "receive_" + re.sub(r"[^a-z0-9]+", "_", queue_name)
