@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -204,10 +205,12 @@ def _as_applied_one_by_one(
     ``UPDATE ... FROM`` with two rows for one key applies either; row by row, the later row's
     ``updated`` columns win over the earlier's, which is what the merged row holds.
     """
-    keys = [tuple(row[name] for name in key) for row in rows]
+    # Each row's key (its value, or a tuple of them for a key of several columns), read in C: a
+    # generator per row cost more than the check it serves, on every batch written.
+    keys = list(map(itemgetter(*key), rows))
     if len(set(keys)) == len(keys):
         return rows
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    merged: dict[Any, dict[str, Any]] = {}
     for row_key, row in zip(keys, rows, strict=True):
         if row_key in merged:
             merged[row_key].update({name: row[name] for name in updated})
@@ -230,10 +233,16 @@ def supports_skip_locked(connection: Connection) -> bool:
 
 
 def as_row(record: Any) -> dict[str, Any]:
-    """A domain dataclass as a table row: enum members become their plain values.
+    """A domain record (a dataclass, or a NamedTuple) as a table row: enum members become their plain values.
 
     Drivers disagree on enums (psycopg writes a member's *name*), so none ever reaches one.
     """
+    if isinstance(record, tuple):
+        # A NamedTuple, as records made per row of a batch are: its row built in C, its values
+        # looked at one by one only when one is not plain.
+        if _PLAIN.issuperset(map(type, record)):
+            return dict(zip(record._fields, record))
+        return {name: value.value if isinstance(value, Enum) else value for name, value in zip(record._fields, record)}
     row = {}
     for name in _field_names(type(record)):
         value = getattr(record, name)

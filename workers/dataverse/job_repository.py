@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, or_, select
 
-from shared.database import insert_ignoring_duplicates, supports_skip_locked, update_rows
+from shared.database import inserted_keys, supports_skip_locked, update_rows
 from shared.sql_lists import ValueList, one_of
 from workers.dataverse.domain.approvals import ApprovalOutcome
-from workers.dataverse.domain.expenses import ExpenseRecord
 from workers.dataverse.domain.system_jobs import JobStatus, approval_job_id
-from workers.dataverse.expense_repository import expense_record
 from workers.dataverse.tables import expenses, system_jobs
 
 
@@ -38,20 +38,17 @@ class JobView:
     finished_at: datetime | None
 
 
-_JOBS_OF_EXPENSES = select(system_jobs.c.expense_id).where(
-    one_of(system_jobs.c.expense_id, bindparam("b_expense_ids", type_=ValueList()))
-)
-
-
 def create_approval_jobs(
     connection: Connection, legal_entity: str, expenses: Sequence[tuple[str, str]], now: datetime
 ) -> list[str]:
-    """One waiting approval job per expense record that has none yet; returns the new jobs' ids.
+    """One waiting approval job per expense record that has none yet; returns the new jobs' ids, in order.
 
-    ``expenses`` are (expense id, correlation id of its business document) pairs.
+    ``expenses`` are (expense id, correlation id of its business document) pairs. One statement:
+    a record's job stands once made (its id and its expense id are unique), so a job that exists
+    already (a redelivered record, or a concurrent delivery that won the race) is left as it is,
+    and only the jobs inserted are returned.
     """
-    existing = set(connection.scalars(_JOBS_OF_EXPENSES, {"b_expense_ids": sorted({e for e, _ in expenses})}))
-    new = [
+    rows = [
         {
             "job_id": approval_job_id(expense_id),
             "legal_entity": legal_entity,
@@ -62,11 +59,9 @@ def create_approval_jobs(
             "created_at": now,
         }
         for expense_id, correlation_id in expenses
-        if expense_id not in existing
     ]
-    # A concurrent delivery of the same record may have won the race: its job stands, ours is dropped.
-    insert_ignoring_duplicates(connection, system_jobs, new)
-    return [row["job_id"] for row in new]
+    inserted = {key[0] for key in inserted_keys(connection, system_jobs, rows)}
+    return [row["job_id"] for row in rows if row["job_id"] in inserted]
 
 
 def claim_jobs(
@@ -87,7 +82,7 @@ def claim_jobs(
             "b_now": now,
         },
     )
-    return sorted(claimed)
+    return sorted(claimed.all())  # all(): one fetch, not one per row
 
 
 _CLAIMABLE = (
@@ -118,14 +113,34 @@ _CLAIM_JOBS = (
 )
 
 
-def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by: str) -> dict[str, ExpenseRecord]:
-    """Job id -> the expense record it approves, for the jobs ``claimed_by`` holds in progress."""
-    rows = connection.execute(_CLAIMED_EXPENSES, {"b_job_ids": sorted(set(job_ids)), "b_claimed_by": claimed_by})
-    return {row["job_id"]: expense_record(row) for row in rows.mappings()}
+class ClaimedExpense(NamedTuple):
+    """A claimed job and the columns of its expense record that the approval reads (``ExpenseToApprove``).
+
+    A named tuple made from each row as read: the approval reads its fields by name, which a named
+    tuple answers at a tenth of the cost of a SQLAlchemy row's attribute lookup.
+    """
+
+    job_id: str
+    expense_id: str
+    legal_entity: str
+    project_id: str
+    expense_category: str
+    date: date
+    currency: str
+    project_cost: Decimal
+    accounting_currency: str
+    project_cost_accounting: Decimal
+    exchange_rate: Decimal
+
+
+def claimed_expenses(connection: Connection, job_ids: Sequence[str], claimed_by: str) -> list[ClaimedExpense]:
+    """The jobs ``claimed_by`` holds in progress among ``job_ids``, each with its expense record, by job id."""
+    result = connection.execute(_CLAIMED_EXPENSES, {"b_job_ids": sorted(set(job_ids)), "b_claimed_by": claimed_by})
+    return list(map(ClaimedExpense._make, result.all()))  # all(): one fetch, not one per row
 
 
 _CLAIMED_EXPENSES = (
-    select(system_jobs.c.job_id, *expenses.columns)
+    select(system_jobs.c.job_id, *(expenses.c[name] for name in ClaimedExpense._fields[1:]))
     .join(expenses, expenses.c.expense_id == system_jobs.c.expense_id)
     .where(
         one_of(system_jobs.c.job_id, bindparam("b_job_ids", type_=ValueList())),
@@ -137,22 +152,37 @@ _CLAIMED_EXPENSES = (
 
 
 def record_outcomes(connection: Connection, outcomes: Sequence[ApprovalOutcome], claimed_by: str, now: datetime) -> None:
-    """Succeeded or failed with its error, each job (still held by ``claimed_by``) in one statement."""
-    update_rows(
-        connection,
-        system_jobs,
-        [
-            {
-                "job_id": outcome.job_id,
-                "claimed_by": claimed_by,
-                "status": (JobStatus.SUCCEEDED if outcome.succeeded else JobStatus.FAILED).value,
-                "error": outcome.error,
-                "finished_at": now,
-            }
-            for outcome in outcomes
-        ],
-        key=("job_id", "claimed_by"),
+    """Succeeded, or failed with its error: each job (still held by ``claimed_by``) in one statement
+    per kind of outcome.
+
+    The succeeded jobs all take the same columns, so they go by their ids alone, and only the
+    failed jobs (usually none) carry a row each, with their error.
+    """
+    succeeded = [outcome.job_id for outcome in outcomes if outcome.succeeded]
+    if succeeded:
+        connection.execute(_RECORD_SUCCESSES, {"b_job_ids": succeeded, "b_claimed_by": claimed_by, "b_now": now})
+    failed = [
+        {
+            "job_id": outcome.job_id,
+            "claimed_by": claimed_by,
+            "status": JobStatus.FAILED.value,
+            "error": outcome.error,
+            "finished_at": now,
+        }
+        for outcome in outcomes
+        if not outcome.succeeded
+    ]
+    update_rows(connection, system_jobs, failed, key=("job_id", "claimed_by"))
+
+
+_RECORD_SUCCESSES = (
+    system_jobs.update()
+    .where(
+        one_of(system_jobs.c.job_id, bindparam("b_job_ids", type_=ValueList())),
+        system_jobs.c.claimed_by == bindparam("b_claimed_by"),
     )
+    .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=bindparam("b_now"))
+)
 
 
 def list_jobs(connection: Connection, status: JobStatus | None = None) -> list[JobView]:

@@ -8,13 +8,14 @@ sales actual as well when the project is billable.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple, Protocol
 
 from contracts.fields import TransactionClassification, TransactionType
 from shared.errors import BusinessRuleViolation
 from workers.dataverse.domain.actuals import Actual
-from workers.dataverse.domain.expenses import ExpenseRecord
 from workers.dataverse.domain.projects import Project
 
 
@@ -22,13 +23,44 @@ class ApprovalRefused(BusinessRuleViolation):
     """Raised when an expense record breaks a rule of its automated approval."""
 
 
-@dataclass(frozen=True)
-class ApprovalOutcome:
-    """What one approval job came to: the actuals it creates, or the reason it failed."""
+class ExpenseToApprove(Protocol):
+    """What the approval reads of an expense record.
+
+    An :class:`~workers.dataverse.domain.expenses.ExpenseRecord` is one; the jobs of a batch run on
+    these columns alone, as read (``job_repository.ClaimedExpense``), with no record made of each.
+    """
+
+    @property
+    def expense_id(self) -> str: ...
+    @property
+    def legal_entity(self) -> str: ...
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def expense_category(self) -> str: ...
+    @property
+    def date(self) -> dt.date: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def project_cost(self) -> Decimal: ...
+    @property
+    def accounting_currency(self) -> str: ...
+    @property
+    def project_cost_accounting(self) -> Decimal: ...
+    @property
+    def exchange_rate(self) -> Decimal: ...
+
+
+class ApprovalOutcome(NamedTuple):
+    """What one approval job came to: the actuals it creates, or the reason it failed.
+
+    A named tuple, like :class:`Actual`: one is made per job of every batch.
+    """
 
     job_id: str
     expense_id: str
-    actuals: tuple[Actual, ...] = field(default=())
+    actuals: tuple[Actual, ...] = ()
     error: str | None = None
 
     @property
@@ -36,7 +68,7 @@ class ApprovalOutcome:
         return self.error is None
 
 
-def approval_problems(expense: ExpenseRecord, project: Project | None, company_categories: frozenset[str]) -> list[str]:
+def approval_problems(expense: ExpenseToApprove, project: Project | None, company_categories: frozenset[str]) -> list[str]:
     """Every rule the record breaks, each in words an operator can act on."""
     problems = []
     if project is None:
@@ -54,7 +86,7 @@ def approval_problems(expense: ExpenseRecord, project: Project | None, company_c
     return problems
 
 
-def approve_expense(expense: ExpenseRecord, project: Project | None, company_categories: frozenset[str]) -> list[Actual]:
+def approve_expense(expense: ExpenseToApprove, project: Project | None, company_categories: frozenset[str]) -> list[Actual]:
     """The actuals of an approved expense record; raises ApprovalRefused when a rule is broken.
 
     ``company_categories`` holds the expense categories of the record's company only.
@@ -70,7 +102,7 @@ def approve_expense(expense: ExpenseRecord, project: Project | None, company_cat
 
 
 def run_approval(
-    job_id: str, expense: ExpenseRecord, project: Project | None, company_categories: frozenset[str]
+    job_id: str, expense: ExpenseToApprove, project: Project | None, company_categories: frozenset[str]
 ) -> ApprovalOutcome:
     """Run one approval job: its actuals on success, its error on refusal, never an exception."""
     try:
@@ -93,7 +125,7 @@ def actual_id(expense_id: str, suffix: str) -> str:
     return f"ACT-{digest[: MAX_REFERENCE_LENGTH - len(suffix) - 5]}-{suffix}"
 
 
-def _actual(expense: ExpenseRecord, transaction_type: TransactionType, suffix: str) -> Actual:
+def _actual(expense: ExpenseToApprove, transaction_type: TransactionType, suffix: str) -> Actual:
     """An actual of the expense record at the record's project cost.
 
     Sales actuals are billed at cost: the unbilled sales amount is the project cost itself. No
