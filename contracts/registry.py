@@ -155,22 +155,19 @@ class Decoded(Generic[PayloadT]):
             parts.append(MessagePart(part.message_id, part.correlation_id, part.causation_id, len(rows), len(rows) + part.rows))
             rows.extend(self.payload.rows[part.start : part.stop])
             raw.extend(self.envelope.payload["rows"][part.start : part.stop])
-        envelope = self.envelope.model_copy(update={"payload": {**self.envelope.payload, "rows": raw}})
+        update: dict[str, Any] = {"payload": {**self.envelope.payload, "rows": raw}}
         if len(kept) == 1:
             [part] = kept
-            envelope = envelope.model_copy(
-                update={
-                    "message_id": uuid.UUID(part.message_id),
-                    "correlation_id": part.correlation_id,
-                    "causation_id": part.causation_id,
-                    "parts": None,
-                }
-            )
+            update |= {
+                "message_id": uuid.UUID(part.message_id),
+                "correlation_id": part.correlation_id,
+                "causation_id": part.causation_id,
+                "parts": None,
+            }
         else:
-            envelope = envelope.model_copy(
-                update={"parts": [Part(message_id=p.message_id, correlation_id=p.correlation_id,
-                                       causation_id=p.causation_id, rows=p.rows) for p in parts]}
-            )
+            update["parts"] = [Part(message_id=p.message_id, correlation_id=p.correlation_id,
+                                    causation_id=p.causation_id, rows=p.rows) for p in parts]
+        envelope = self.envelope.model_copy(update=update)
         payload = self.payload.model_copy(update={"rows": rows})
         return Decoded(envelope=envelope, payload=payload, version=self.version, parts=tuple(parts), carried_by=self.carried_by)
 

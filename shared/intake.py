@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from pydantic_core import from_json
 
 from shared.dead_letters import COPY_DIGEST_ATTRIBUTE, copy_digest
 from shared.errors import Malformed
@@ -163,17 +164,29 @@ class Intake:
 
 def _json_object(raw: bytes | str) -> dict[str, Any]:
     try:
+        # pydantic's reader, at half the cost of json.loads. What it reads (UTF-8 only), it reads as
+        # json.loads does; what it refuses (a str holding a lone surrogate is a TypeError to it)
+        # goes to json.loads, which says why, or reads the few texts only it takes (a surrogate
+        # escaped alone, ``"\ud800"``, or JSON nested more than 200 deep).
+        value = from_json(raw)
+    except (ValueError, TypeError):
+        value = _standard_json(raw)
+    if not isinstance(value, dict):
+        raise Malformed(f"not a dramatiq message: JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _standard_json(raw: bytes | str) -> Any:
+    """The bytes as json.loads reads them; Malformed with its reason when it cannot."""
+    try:
         # UTF-8 only, as dramatiq's encoder writes (json.loads would guess UTF-16 from a BOM).
-        value = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except UnicodeDecodeError:
         raise Malformed("not a dramatiq message: not UTF-8") from None
     except RecursionError:
         raise Malformed("not a dramatiq message: JSON nested too deeply") from None
     except ValueError as error:
         raise Malformed(f"not a dramatiq message: not JSON ({str(error)[:80]})") from None
-    if not isinstance(value, dict):
-        raise Malformed(f"not a dramatiq message: JSON {type(value).__name__}, not an object")
-    return value
 
 
 def _check_options(options: Any) -> None:

@@ -60,6 +60,8 @@ class MapCarrier:
     def __post_init__(self) -> None:
         self.name = self.declaration.name
         self.contract: Contract = self.registry.get(self.declaration.contract)
+        #: Whether rows travel as received (the declaration works it out field by field at each ask).
+        self.identity = self.declaration.is_identity
         self.inbound: Queue = table_map(self.name).inbound
         #: Two-way maps: where the target side's changes go (to the source side).
         self.reverse_inbound: Queue = table_map(self.name).reverse_inbound
@@ -126,7 +128,7 @@ class MapCarrier:
             rows = row_versions.screen_rows(uow.connection, self.declaration, envelope, rows, backwards=backwards)
         if rows:
             outgoing = {**payload, "rows": rows}
-            if not self.declaration.is_identity or backwards:
+            if not self.identity or backwards:
                 outgoing = self._checked(outgoing, version)
             uow.emit(
                 self.reverse_inbound if backwards else self.inbound,
@@ -137,15 +139,17 @@ class MapCarrier:
                 legal_entity=envelope.legal_entity,
                 cause=message.parts[0],
             )
-        keys = integration_keys(self.declaration, payload["rows"], envelope.legal_entity)
-        shown = keys[:KEYS_LOGGED] + ([f"... {len(keys) - KEYS_LOGGED} more"] if len(keys) > KEYS_LOGGED else [])
+        received = len(payload["rows"])
+        shown = integration_keys(self.declaration, payload["rows"][:KEYS_LOGGED], envelope.legal_entity)
+        if received > KEYS_LOGGED:
+            shown.append(f"... {received - KEYS_LOGGED} more")
         return activity_row(
             self.name,
             kind,
             message_id=str(envelope.message_id),
             correlation_id=envelope.correlation_id,
             key=shown,
-            detail={"rows": len(rows), "filtered_out": len(payload["rows"]) - len(rows), "version": version},
+            detail={"rows": len(rows), "filtered_out": received - len(rows), "version": version},
         )
 
     def _payload_as(self, message: Decoded[Any], version: int) -> dict[str, Any]:

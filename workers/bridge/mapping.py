@@ -6,29 +6,49 @@ carrier calls them for each message, the tests call them directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from contracts.maps import FieldDirection, FieldMapping, MapDeclaration, RowFilter, option_text
 
 Row = dict[str, Any]
+#: A filter's conditions: each field's allowed values, as text.
+Conditions = dict[str, set[str]]
 
 
-def _matches(row: Mapping[str, Any], conditions: Mapping[str, Any]) -> bool:
-    for name, wanted in conditions.items():
-        allowed = wanted if isinstance(wanted, list) else [wanted]
-        if option_text(row.get(name)) not in {option_text(value) for value in allowed}:
+def _as_text(conditions: Mapping[str, Any]) -> Conditions:
+    """Each condition's allowed value(s) as text, the form a row's value is compared in."""
+    return {
+        name: {option_text(value) for value in (wanted if isinstance(wanted, list) else [wanted])}
+        for name, wanted in conditions.items()
+    }
+
+
+def _matches(row: Mapping[str, Any], conditions: Conditions) -> bool:
+    for name, allowed in conditions.items():
+        if option_text(row.get(name)) not in allowed:
             return False
     return True
 
 
+def keeper(row_filter: RowFilter | None) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether the map carries a row, as a test of the row: the filter's values are turned to text
+    once for all the rows it is given, not once for each."""
+    if row_filter is None:
+        return lambda row: True
+    include, exclude = _as_text(row_filter.include_when), _as_text(row_filter.exclude_when)
+
+    def keeps_row(row: Mapping[str, Any]) -> bool:
+        if include and not _matches(row, include):
+            return False
+        return not (exclude and _matches(row, exclude))
+
+    return keeps_row
+
+
 def keeps(row_filter: RowFilter | None, row: Mapping[str, Any]) -> bool:
     """Whether the map carries this row."""
-    if row_filter is None:
-        return True
-    if row_filter.include_when and not _matches(row, row_filter.include_when):
-        return False
-    return not (row_filter.exclude_when and _matches(row, row_filter.exclude_when))
+    return keeper(row_filter)(row)
 
 
 def _empty(value: Any) -> bool:
@@ -70,10 +90,11 @@ def carried_rows(declaration: MapDeclaration, rows: Iterable[Mapping[str, Any]],
     """
     if backwards:
         return [map_row(declaration, row, backwards=True) for row in rows]
-    kept = [row for row in rows if keeps(declaration.filter, row)]
+    if declaration.filter is not None:
+        rows = list(filter(keeper(declaration.filter), rows))
     if declaration.is_identity:
-        return [dict(row) for row in kept]
-    return [map_row(declaration, row) for row in kept]
+        return [dict(row) for row in rows]
+    return [map_row(declaration, row) for row in rows]
 
 
 def integration_keys(declaration: MapDeclaration, rows: Iterable[Mapping[str, Any]], legal_entity: str | None) -> list[str]:

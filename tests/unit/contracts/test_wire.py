@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from contracts.actuals import ActualPostingV1, ActualV1
 from contracts.envelope import Envelope
@@ -25,6 +25,7 @@ from contracts.fields import Description, ExchangeRate, Name, Person
 from contracts.money import Amount, Quantity
 from contracts.projects import NewProjectV1, ProjectV2
 from contracts.transaction_categories import TransactionCategoryV1
+from contracts.wire import _fixed_point, decimal_text
 from shared.errors import InvalidContract
 
 from ..messages import envelope_document
@@ -274,3 +275,25 @@ def test_any_name_holding_a_c0_control_character_is_refused(text, position, code
 
     with pytest.raises(ValidationError, match="control character"):
         TypeAdapter(Name).validate_python(name)
+
+
+# -- the fast paths hold the same rules ----------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_a_decimal_is_written_in_fixed_point_as_format_f_writes_it(value: Decimal) -> None:
+    expected = format(value.copy_abs() if value.is_zero() else value, "f")
+    assert _fixed_point(value) == expected
+
+
+def test_a_field_whose_limits_a_documented_string_could_fail_is_refused_when_it_is_defined() -> None:
+    # Up to 10 digits and 2 places documented, but at most 8 digits in all: "123456789.12" would
+    # pass the documented form and fail the limit, so the shortcut would let it through.
+    narrow = Annotated[
+        Decimal,
+        Field(ge=0, max_digits=8, decimal_places=2),
+        decimal_text(digits=10, places=2, example="1.00", zero_allowed=True),
+    ]
+    with pytest.raises(TypeError, match="max_digits=8"):
+        TypeAdapter(narrow)

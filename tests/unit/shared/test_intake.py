@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from shared.broker import make_broker
 from shared.dead_letters import copy_digest, received_digest
 from shared.errors import Malformed
-from shared.intake import KEPT_BYTES, Intake, Refusal
+from shared.intake import KEPT_BYTES, Intake, Refusal, _json_object
 from shared.settings import Settings
 
 QUEUE, ACTOR = "dataverse.commands", "receive_dataverse_commands"
@@ -107,3 +107,21 @@ def test_a_refusal_keeps_the_first_bytes_escaped_and_says_it_was_recorded(intake
     assert refusal.kept.startswith("\\x00\\xff") and "\x00" not in refusal.kept
     assert len(refusal.kept) <= KEPT_BYTES + 8
     assert intake.refuse(raw, QUEUE, Malformed("x")) is False  # nobody records: the caller keeps it in the broker
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.booleans())
+def test_the_intake_reads_json_exactly_as_json_loads_does(value: Any, ascii_only: bool) -> None:
+    raw = json.dumps({"value": value}, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert _json_object(raw) == json.loads(raw.decode("utf-8", "surrogatepass"))
+
+
+def test_a_surrogate_escaped_alone_is_read_as_json_loads_reads_it() -> None:
+    assert _json_object(b'{"value": "\\ud800"}') == {"value": "\ud800"}
