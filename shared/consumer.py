@@ -9,7 +9,7 @@ dead-letter at once; anything else is retried by dramatiq with backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +17,11 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from contracts.batch import MAX_ROWS
 from contracts.envelope import Side
 from contracts.queues import Queue
 from contracts.registry import ContractRegistry, Decoded, MessagePart
-from shared.delivery_groups import ALONE, DeliveryGroups
 from shared.errors import PartsFailed, PermanentError, Refused, WrongQueue
-from shared.logging import bind_message_context, current_context, get_logger, logged_as
+from shared.logging import bind_message_context, get_logger
 from shared.metrics import Metrics
 from shared.outbox import Outbox
 from shared.outbox_marks import Outgoing
@@ -47,34 +45,9 @@ class Endpoint:
     handlers: Mapping[str, Handler]
 
 
-@dataclass(frozen=True)
-class _Delivery:
-    """A decoded, authorized message of this queue, waiting to be applied with others."""
-
-    message: Decoded[Any]
-    enqueued_at: datetime | None
-    #: Its log context (message id, correlation id...), bound again while it is applied.
-    context: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class _AppliedTogether:
-    """What became of one delivery in a group that committed."""
-
-    #: False when every part of it was applied before (a redelivery).
-    new: bool
-    #: What the ``after_commit`` seam raised for it: raised again in its own thread.
-    crash: Exception | None = None
-
-
 @dataclass
 class Consumer:
-    """Applies messages of one endpoint; the dramatiq actor is a one-line call to :meth:`receive`.
-
-    Messages that arrive while another of the queue is being applied are applied together, each
-    as its own message, in one unit of work (``shared.delivery_groups``): under load a queue
-    commits once per group, not once per message, and what the group emits leaves together.
-    """
+    """Applies messages of one endpoint; the dramatiq actor is a one-line call to :meth:`receive`."""
 
     endpoint: Endpoint
     side: Side
@@ -85,14 +58,6 @@ class Consumer:
     metrics: Metrics | None = None
     #: Test seam: called after the commit and before the relay, to simulate a crash there.
     after_commit: FaultHook | None = field(default=None)
-    _groups: DeliveryGroups[_Delivery, _AppliedTogether | None] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._groups = DeliveryGroups(self._apply_together, max_rows=MAX_ROWS)
-
-    def waiting(self) -> int:
-        """How many deliveries of the queue wait to be applied together while one is being applied."""
-        return self._groups.waiting()
 
     def receive(self, body: str) -> None:
         with self.relay.applying():
@@ -113,21 +78,7 @@ class Consumer:
                 **({"parts": len(message.parts)} if len(message.parts) > 1 else {}),
             ):
                 self.verifier.authorize(sender, self.endpoint.queue.name, message.envelope)
-                self._receive_in_turn(message, _enqueued_at(current))
-
-    def _receive_in_turn(self, message: Decoded[Any], enqueued_at: datetime | None) -> None:
-        """Apply the message alone when no other delivery of the queue waits with it, else with them."""
-        delivery = _Delivery(message, enqueued_at, current_context())
-        outcome = self._groups.submit(
-            delivery, len(message.payload.rows), alone=lambda: self._receive(message, enqueued_at)
-        )
-        if outcome is ALONE:  # its group failed: nothing of it was kept
-            self._receive(message, enqueued_at)
-        elif isinstance(outcome, _AppliedTogether):
-            if outcome.crash is not None:
-                raise outcome.crash
-            if not outcome.new:
-                self._relay_caused_by(message)
+                self._receive(message, _enqueued_at(current))
 
     def _receive(self, message: Decoded[Any], enqueued_at: datetime | None) -> None:
         try:
@@ -148,80 +99,31 @@ class Consumer:
             self.database.sent_marks.not_sending(m.message_id for m in outgoing or ())
             raise
         if outgoing is None:
-            self._relay_caused_by(message)
+            # A redelivery also sends what an earlier, crashed delivery of this message
+            # committed and did not send.
+            causes = {part.message_id for part in message.parts} | {str(message.envelope.message_id)}
+            self.relay.relay(caused_by=sorted(causes))
         elif outgoing:
             self.relay.send_committed(outgoing)
-
-    def _relay_caused_by(self, message: Decoded[Any]) -> None:
-        """A redelivery also sends what an earlier, crashed delivery of this message committed and
-        did not send."""
-        causes = {part.message_id for part in message.parts} | {str(message.envelope.message_id)}
-        self.relay.relay(caused_by=sorted(causes))
 
     def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[Outgoing] | None:
         """Apply the message's new parts once; what they wrote to the outbox, or None when every
         part was applied before."""
-        with UnitOfWork(self.database, self.side, cause=message.envelope, relay_after_commit=True) as uow:
-            if not self._apply_in(uow, message, enqueued_at):
-                return None
-            uow.commit()
-        return uow.outgoing
-
-    def _apply_in(self, uow: UnitOfWork, message: Decoded[Any], enqueued_at: datetime | None) -> bool:
-        """Claim the message's parts in ``uow`` and run the handler on the new ones; False when
-        every part was applied before."""
         handler = self.endpoint.handlers.get(message.envelope.contract)
         if handler is None:
             raise WrongQueue(
                 f"queue {self.endpoint.queue.name!r} does not take contract {message.envelope.contract!r}"
             )
-        uow.cause = message.envelope
-        new = uow.claim(message, self.endpoint.queue, enqueued_at)
-        if new is None:
-            log.info("duplicate message ignored")
-            if self.metrics is not None:
-                self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)
-            return False
-        handler(new, uow)
-        return True
-
-    def _apply_together(self, deliveries: Sequence[_Delivery]) -> list[_AppliedTogether | None]:
-        """Apply every delivery in one unit of work, each as the message it is (its own inbox rows,
-        its own emitted ids), and send what they emitted at once. Raises, keeping nothing, if any
-        of them fails: each is then applied alone (``shared.delivery_groups``)."""
-        emitted: list[list[Outgoing] | None] = []
-        with UnitOfWork(self.database, self.side, relay_after_commit=True) as uow:
-            for delivery in deliveries:
-                with logged_as(delivery.context):
-                    start = len(uow.outgoing)
-                    new = self._apply_in(uow, delivery.message, delivery.enqueued_at)
-                    emitted.append(uow.outgoing[start:] if new else None)
+        with UnitOfWork(self.database, self.side, cause=message.envelope, relay_after_commit=True) as uow:
+            new = uow.claim(message, self.endpoint.queue, enqueued_at)
+            if new is None:
+                log.info("duplicate message ignored")
+                if self.metrics is not None:
+                    self.metrics.duplicate_ignored(self.endpoint.queue, message.envelope.contract)
+                return None
+            handler(new, uow)
             uow.commit()
-        log.debug("messages applied together", messages=len(deliveries))
-        outcomes: list[_AppliedTogether | None] = []
-        sending: list[Outgoing] = []
-        for delivery, outgoing in zip(deliveries, emitted, strict=True):
-            outcome = self._committed_together(delivery, outgoing)
-            if outcome.new and outcome.crash is None:
-                sending.extend(outgoing or ())
-            outcomes.append(outcome)
-        if sending:
-            self.relay.send_committed(sending)
-        return outcomes
-
-    def _committed_together(self, delivery: _Delivery, outgoing: list[Outgoing] | None) -> _AppliedTogether:
-        with logged_as(delivery.context):
-            if outgoing is None:
-                return _AppliedTogether(new=False)
-            try:
-                self._count_applied(delivery.message, outgoing)
-                if self.after_commit is not None:
-                    self.after_commit(delivery.message)
-            except Exception as crash:  # noqa: BLE001 - raised again in the delivery's own thread
-                # Not sent from memory: its redelivery relays it from the outbox, as when alone.
-                self.database.sent_marks.not_sending(m.message_id for m in outgoing)
-                return _AppliedTogether(new=True, crash=crash)
-            return _AppliedTogether(new=True)
+        return uow.outgoing
 
     def _apply_parts_one_by_one(
         self, message: Decoded[Any], enqueued_at: datetime | None, error: PermanentError

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -88,21 +86,3 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 
 bind_message_context = structlog.contextvars.bound_contextvars
-
-
-@contextmanager
-def logged_as(context: Mapping[str, Any]) -> Iterator[None]:
-    """Log with exactly ``context`` (another message's, as ``current_context`` took it), then with
-    this thread's own again: a thread that applies other threads' messages logs each under its own
-    ids."""
-    own = structlog.contextvars.get_contextvars()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(**context)
-    try:
-        yield
-    finally:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(**own)
-
-
-current_context = structlog.contextvars.get_contextvars

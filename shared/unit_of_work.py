@@ -148,7 +148,7 @@ class UnitOfWork:
         applied = [part.message_id for part in message.parts if part.message_id not in new]
         if applied:
             self._refuse_conflicts(applied, digests)
-        self._claimed.extend(part.message_id for part in message.parts if part.message_id in new)
+        self._claimed = [part.message_id for part in message.parts if part.message_id in new]
         if not new:
             return None
         if not applied:
