@@ -20,7 +20,6 @@ def test_a_dead_workers_fetched_messages_come_back_through_a_live_consumers_fetc
     for _ in range(2):
         broker = make_broker(settings)
         broker.client = fakeredis.FakeRedis(server=server)  # two workers, one Redis
-        broker._fetch_with_ids = broker.client.register_script(broker._fetch_with_ids.script)
         broker.scripts = {name: broker.client.register_script(script.script) for name, script in broker.scripts.items()}
         dramatiq.Actor(lambda body: None, broker=broker, actor_name="a", queue_name="q", priority=0, options={})
         brokers.append(broker)
@@ -52,13 +51,13 @@ def test_an_idle_consumer_is_woken_by_an_enqueue_instead_of_sleeping_out_its_idl
     # An idle timeout far longer than the test waits: only a wake-up can bring the message in time
     consumer = broker.consume("q", prefetch=1, timeout=120_000)
     waiting = threading.Event()
-    wait_for_wake = broker.wait_for_wake
+    wait_and_fetch = broker.wait_and_fetch
 
-    def noted_wait(queue_name: str, timeout_ms: int) -> None:
+    def noted_wait(queue_name: str, count: int, timeout_ms: int) -> list[tuple[str, bytes]]:
         waiting.set()
-        wait_for_wake(queue_name, timeout_ms)
+        return wait_and_fetch(queue_name, count, timeout_ms)
 
-    broker.wait_for_wake = noted_wait
+    broker.wait_and_fetch = noted_wait
     fetched: list[dramatiq.MessageProxy | None] = []
 
     def consume() -> None:
