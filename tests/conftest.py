@@ -58,24 +58,6 @@ FAST = {
 }
 
 
-#: How often the workers run in this process poll their Redis delay queues (the production default,
-#: shared.broker.DELAY_QUEUE_POLL_MS, is 1 s). The delay queues hold the retries, which FAST makes
-#: due within milliseconds; polled once a second, each retry would wait up to a second longer, and
-#: stopping a runtime would wait for every delay-queue consumer's sleep (dramatiq joins them; up to
-#: a second per test). 100 ms is the work queues' own idle timeout. Worker processes (tests/e2e,
-#: test_worker_connect.py) keep the production value.
-DELAY_QUEUE_POLL_MS = 100
-
-
-@pytest.fixture(autouse=True, scope="session")
-def delay_queues_polled_as_often_as_the_work_queues() -> Iterator[None]:
-    from shared import broker
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(broker, "DELAY_QUEUE_POLL_MS", DELAY_QUEUE_POLL_MS)  # raises if the constant is gone
-        yield
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "settings(**overrides): Settings fields the test's backend uses instead of the fast defaults"
