@@ -8,8 +8,6 @@ account and credits the expense integration account by the accounting amount the
 posted with, so the integration account returns to exactly zero. Every line also becomes a project
 subledger transaction: cost for cost actuals, unbilled revenue for unbilled sales actuals (these
 move no ledger amount; revenue is recognised later, at invoicing).
-
-Records made per actual are NamedTuples, journals and postings dataclasses (see ``domain.ledger``).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import NamedTuple
 
 from contracts.fields import TransactionType
 from workers.finance.domain.ledger import LedgerLine
@@ -45,7 +42,8 @@ def period_of(date: dt.date, grouping: Period) -> str:
     return "all"
 
 
-class StagedActual(NamedTuple):
+@dataclass(frozen=True)
+class StagedActual:
     actual_id: str
     legal_entity: str
     expense_id: str
@@ -60,7 +58,8 @@ class StagedActual(NamedTuple):
     exchange_rate: Decimal
 
 
-class JournalLine(NamedTuple):
+@dataclass(frozen=True)
+class JournalLine:
     journal_id: str
     line_number: int
     actual: StagedActual
@@ -77,7 +76,8 @@ class Journal:
     lines: tuple[JournalLine, ...]
 
 
-class ProjectTransaction(NamedTuple):
+@dataclass(frozen=True)
+class ProjectTransaction:
     legal_entity: str
     actual_id: str
     project_id: str
@@ -92,7 +92,8 @@ class ProjectTransaction(NamedTuple):
     journal_id: str
 
 
-class ActualPostingResult(NamedTuple):
+@dataclass(frozen=True)
+class ActualPostingResult:
     legal_entity: str
     actual_id: str
     voucher: str

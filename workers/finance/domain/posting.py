@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
 
 from contracts.money import to_cents
 from shared.errors import BusinessRuleViolation, NotYet, Refusals
@@ -33,9 +32,8 @@ from workers.finance.domain.ledger import ZERO, LedgerLine
 from workers.finance.domain.reference import CompanySetup, ExchangeRates
 
 
-class PostedLine(NamedTuple):
-    """A line's amounts as posted (a NamedTuple, as every per-row record: see ``domain.ledger``)."""
-
+@dataclass(frozen=True)
+class PostedLine:
     line: ExpenseLine
     exchange_rate: Decimal
     tax_amount: Decimal
@@ -46,7 +44,8 @@ class PostedLine(NamedTuple):
     project_cost_accounting: Decimal
 
 
-class TaxEntry(NamedTuple):
+@dataclass(frozen=True)
+class TaxEntry:
     """A tax subledger transaction (one per taxed line)."""
 
     legal_entity: str
@@ -63,7 +62,8 @@ class TaxEntry(NamedTuple):
     date: dt.date
 
 
-class VendorEntry(NamedTuple):
+@dataclass(frozen=True)
+class VendorEntry:
     """The vendor subledger transaction: what the company owes the employee, in accounting currency."""
 
     legal_entity: str
