@@ -62,8 +62,22 @@ def stage_actuals(message: Decoded[ActualsV1], uow: UnitOfWork) -> None:
     """msdyn_actuals: actuals land in the staging table, once each (a company's that finance knows)."""
     legal_entity = message.envelope.legal_entity
     known_company(uow.connection, legal_entity)
+    # Read from the validated rows as they are: a dump of each to build the actual cost more than staging it.
     actuals = [
-        StagedActual(legal_entity=legal_entity, **row.model_dump(exclude={"skip_sync", "transaction_classification"}))
+        StagedActual(
+            actual_id=row.actual_id,
+            legal_entity=legal_entity,
+            expense_id=row.expense_id,
+            project_id=row.project_id,
+            expense_category=row.expense_category,
+            transaction_type=row.transaction_type,
+            date=row.date,
+            amount=row.amount,
+            currency=row.currency,
+            accounting_amount=row.accounting_amount,
+            accounting_currency=row.accounting_currency,
+            exchange_rate=row.exchange_rate,
+        )
         for row in message.payload.rows
     ]
     integration_store.stage_actuals(uow.connection, actuals, datetime.now(UTC))

@@ -8,6 +8,8 @@ account and credits the expense integration account by the accounting amount the
 posted with, so the integration account returns to exactly zero. Every line also becomes a project
 subledger transaction: cost for cost actuals, unbilled revenue for unbilled sales actuals (these
 move no ledger amount; revenue is recognised later, at invoicing).
+
+Records made per actual are NamedTuples, journals and postings dataclasses (see ``domain.ledger``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from contracts.fields import TransactionType
 from workers.finance.domain.ledger import LedgerLine
@@ -42,8 +45,7 @@ def period_of(date: dt.date, grouping: Period) -> str:
     return "all"
 
 
-@dataclass(frozen=True)
-class StagedActual:
+class StagedActual(NamedTuple):
     actual_id: str
     legal_entity: str
     expense_id: str
@@ -58,8 +60,7 @@ class StagedActual:
     exchange_rate: Decimal
 
 
-@dataclass(frozen=True)
-class JournalLine:
+class JournalLine(NamedTuple):
     journal_id: str
     line_number: int
     actual: StagedActual
@@ -76,8 +77,7 @@ class Journal:
     lines: tuple[JournalLine, ...]
 
 
-@dataclass(frozen=True)
-class ProjectTransaction:
+class ProjectTransaction(NamedTuple):
     legal_entity: str
     actual_id: str
     project_id: str
@@ -92,8 +92,7 @@ class ProjectTransaction:
     journal_id: str
 
 
-@dataclass(frozen=True)
-class ActualPostingResult:
+class ActualPostingResult(NamedTuple):
     legal_entity: str
     actual_id: str
     voucher: str

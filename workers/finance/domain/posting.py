@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from contracts.money import to_cents
 from shared.errors import BusinessRuleViolation, NotYet, Refusals
@@ -32,8 +33,9 @@ from workers.finance.domain.ledger import ZERO, LedgerLine
 from workers.finance.domain.reference import CompanySetup, ExchangeRates
 
 
-@dataclass(frozen=True)
-class PostedLine:
+class PostedLine(NamedTuple):
+    """A line's amounts as posted (a NamedTuple, as every per-row record: see ``domain.ledger``)."""
+
     line: ExpenseLine
     exchange_rate: Decimal
     tax_amount: Decimal
@@ -44,8 +46,7 @@ class PostedLine:
     project_cost_accounting: Decimal
 
 
-@dataclass(frozen=True)
-class TaxEntry:
+class TaxEntry(NamedTuple):
     """A tax subledger transaction (one per taxed line)."""
 
     legal_entity: str
@@ -62,8 +63,7 @@ class TaxEntry:
     date: dt.date
 
 
-@dataclass(frozen=True)
-class VendorEntry:
+class VendorEntry(NamedTuple):
     """The vendor subledger transaction: what the company owes the employee, in accounting currency."""
 
     legal_entity: str

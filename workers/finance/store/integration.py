@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -22,10 +23,9 @@ from workers.finance.tables import (
 STAGED, IMPORTED = "staged", "imported"
 OPEN, POSTED = "open", "posted"
 
-_ACTUAL_FIELDS = (
-    "actual_id", "legal_entity", "expense_id", "project_id", "expense_category", "transaction_type", "date",
-    "amount", "currency", "accounting_amount", "accounting_currency", "exchange_rate",
-)
+#: The staging columns in StagedActual's order: a row read is an actual once its type is a member.
+_STAGED_COLUMNS = [actuals_staging.c[name] for name in StagedActual._fields]
+_TRANSACTION_TYPE = StagedActual._fields.index("transaction_type")
 
 
 def stage_actuals(connection: Connection, actuals: list[StagedActual], staged_at: datetime) -> int:
@@ -38,14 +38,14 @@ def stage_actuals(connection: Connection, actuals: list[StagedActual], staged_at
 def take_staged(connection: Connection, limit: int) -> list[StagedActual]:
     """Staged actuals, locked for this transaction; another importer skips them (PostgreSQL)."""
     query = (
-        select(*(actuals_staging.c[name] for name in _ACTUAL_FIELDS))
+        select(*_STAGED_COLUMNS)
         .where(actuals_staging.c.status == STAGED)
         .order_by(actuals_staging.c.staged_at, actuals_staging.c.actual_id)
         .limit(limit)
     )
     if supports_skip_locked(connection):
         query = query.with_for_update(skip_locked=True)
-    return [_staged(row) for row in connection.execute(query).mappings()]
+    return [_staged(row) for row in connection.execute(query)]
 
 
 def save_journals(connection: Connection, journals: list[Journal], created_at: datetime) -> None:
@@ -96,15 +96,20 @@ def take_open_journals(connection: Connection, journal_ids: Iterable[str] | None
         return []
     lines: dict[str, list[JournalLine]] = {}
     for row in connection.execute(
-        select(integration_journal_lines)
+        select(*_JOURNAL_LINE_COLUMNS)
         .where(integration_journal_lines.c.journal_id.in_([h["journal_id"] for h in headers]))
         .order_by(integration_journal_lines.c.journal_id, integration_journal_lines.c.line_number)
-    ).mappings():
-        actual = _staged(row)
-        lines.setdefault(row["journal_id"], []).append(
-            JournalLine(row["journal_id"], row["line_number"], actual, row["account"], row["offset_account"])
-        )
+    ):
+        journal_id, line_number, account, offset_account, *actual = row
+        lines.setdefault(journal_id, []).append(JournalLine(journal_id, line_number, _staged(actual), account, offset_account))
     return [Journal(h["journal_id"], h["legal_entity"], h["period"], tuple(lines.get(h["journal_id"], ()))) for h in headers]
+
+
+#: A journal line's own columns, then its actual's in StagedActual's order.
+_JOURNAL_LINE_COLUMNS = [
+    integration_journal_lines.c[name]
+    for name in ("journal_id", "line_number", "account", "offset_account", *StagedActual._fields)
+]
 
 
 def save_journal_postings(connection: Connection, postings: list[JournalPosting], posted_at: datetime) -> None:
@@ -118,11 +123,11 @@ def save_journal_postings(connection: Connection, postings: list[JournalPosting]
     )
 
 
-def _staged(row: dict) -> StagedActual:
-    return StagedActual(
-        **{name: row[name] for name in _ACTUAL_FIELDS if name != "transaction_type"},
-        transaction_type=TransactionType(row["transaction_type"]),
-    )
+def _staged(values: Sequence[Any]) -> StagedActual:
+    """An actual from its columns in StagedActual's order (the type read as the option value it is)."""
+    actual = list(values)
+    actual[_TRANSACTION_TYPE] = TransactionType(actual[_TRANSACTION_TYPE])
+    return StagedActual._make(actual)
 
 
 def _line_row(line: JournalLine, journal: Journal) -> dict:

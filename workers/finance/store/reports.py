@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
 
@@ -45,10 +46,8 @@ def company_categories(connection: Connection, legal_entity: str) -> frozenset[s
     )
 
 
-_LINE_FIELDS = (
-    "legal_entity", "report_id", "line_number", "project_id", "expense_category", "date", "amount",
-    "currency", "tax_code", "description", "approved_by",
-)
+#: ExpenseLine's fields, in order: a line read is built from its row's values as they come.
+_LINE_FIELDS = tuple(field.name for field in fields(ExpenseLine))
 
 
 # Built once (one_of: the ids as one parameter, see shared/sql_lists.py); FOR UPDATE is PostgreSQL's.
@@ -114,8 +113,8 @@ def reports_by_id(
     parameters = {"b_legal_entity": legal_entity, "b_report_ids": sorted(set(report_ids))}
     headers = connection.execute(_REPORTS_LOCKED if for_update else _REPORTS, parameters).mappings().all()
     lines: dict[str, list[ExpenseLine]] = {}
-    for row in connection.execute(_REPORT_LINES, parameters).mappings():
-        lines.setdefault(row["report_id"], []).append(ExpenseLine(**row))
+    for row in connection.execute(_REPORT_LINES, parameters):
+        lines.setdefault(row.report_id, []).append(ExpenseLine(*row))
     return {
         header["report_id"]: ExpenseReport(
             legal_entity=legal_entity,
