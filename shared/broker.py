@@ -331,17 +331,22 @@ class _CheckedRedisConsumer(_RedisConsumer):
         if room <= 0:  # every worker thread has work: soon one is done
             self._back_off(self.timeout)
             return []
-        if self.drained and not self.delayed:
+        if self.drained and not self.delayed and not self.broker.stopping:
             fetched = self.broker.wait_and_fetch(self.queue_name, room, self._idle_wait_ms())
         else:
             fetched = self.broker.fetch_with_ids(self.queue_name, room)
             if not fetched and self.delayed:
                 self._wait_for_nudge()
+            elif not fetched and self.broker.stopping:
+                # A stopping worker's consumers poll for the idle timeout instead of blocking: the
+                # embedded broker (fakeredis) rounds a BLPOP's timeout up to whole seconds, and
+                # each consumer would wait one out before it noticed the stop.
+                self._back_off(self.timeout)
         self.drained = len(fetched) < room
         return fetched
 
     def _idle_wait_ms(self) -> int:
-        return self.timeout if self.broker.stopping else max(self.timeout, self.broker.longest_wait_ms)
+        return max(self.timeout, self.broker.longest_wait_ms)
 
     def _wait_for_nudge(self) -> None:
         """A delay queue is empty: wait for the idle watch's nudge, or poll while this consumer
