@@ -13,16 +13,21 @@ then upgraded from there.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from shared.side_database import SideDatabase
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (and Mako under it) costs a worker a third of a second to import: a worker only checks
+# where its database is (``require_head``), which needs neither; ``upgrade`` imports it.
 
 HERE = Path(__file__).resolve().parent
 # Alembic says "Context impl ..." on every connection; our commands report what they did themselves.
@@ -58,8 +63,10 @@ class Revisions:
         return {"side": self.side, "current": self.current, "head": self.head, "at_head": self.at_head}
 
 
-def config(database: SideDatabase, connection: Connection | None = None) -> Config:
+def config(database: SideDatabase, connection: Connection | None = None) -> "Config":
     """The Alembic configuration of a side, built in code."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.set_main_option("version_locations", str(HERE / "versions" / database.side))
@@ -70,18 +77,36 @@ def config(database: SideDatabase, connection: Connection | None = None) -> Conf
     return cfg
 
 
+_REVISION = re.compile(r"""^(down_revision|revision)\b[^=]*=\s*(?:None|['"]([^'"]+)['"])""", re.MULTILINE)
+
+
+@cache
 def head(side: str) -> str:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(HERE))
-    cfg.set_main_option("version_locations", str(HERE / "versions" / side))
-    cfg.set_main_option("path_separator", "os")
-    found = ScriptDirectory.from_config(cfg).get_current_head()
-    assert found is not None, f"no migrations for {side}"
-    return found
+    """The last revision of the side's history: the one no other revision follows.
+
+    Read from the revision files' ``revision`` and ``down_revision`` lines, as Alembic reads them
+    (a test checks the two agree), without importing Alembic. Each side's history is one line of
+    revisions: a fork (two heads) or none is an error in the tree, refused here."""
+    revisions: set[str] = set()
+    followed: set[str] = set()
+    for path in sorted((HERE / "versions" / side).glob("*.py")):
+        for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value:
+                (revisions if name == "revision" else followed).add(value)
+    heads = revisions - followed
+    if len(heads) != 1:
+        raise RuntimeError(f"the {side} migrations must end in one revision, found {sorted(heads) or 'none'}")
+    return heads.pop()
 
 
 def current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at (Alembic's ``alembic_version`` table), None when it has none."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    found = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(found) > 1:
+        raise RuntimeError(f"the database is at several revisions at once: {sorted(found)}")
+    return found[0] if found else None
 
 
 def revisions(database: SideDatabase) -> Revisions:
@@ -104,6 +129,8 @@ def upgrade(database: SideDatabase) -> tuple[str | None, str]:
         if connection.dialect.name == "postgresql":
             # Two processes upgrading at once (two `db upgrade`, or setup beside it) take turns.
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('dualwrite-migrations'))"))
+        from alembic import command
+
         before = current(connection)
         cfg = config(database, connection)
         if before is None:

@@ -354,3 +354,34 @@ def test_health_is_not_ok_on_a_database_behind(
     assert code == ExitCode.UNHEALTHY
     bridge = next(check for check in report["checks"] if check["name"] == "database:bridge")
     assert bridge == {"name": "database:bridge", "ok": False, "detail": f"schema at {INITIAL}, head is {HEADS['bridge']}: run `dualwrite db upgrade`"}
+
+
+@pytest.mark.parametrize("side", ["finance", "dataverse", "bridge"])
+def test_the_head_a_worker_checks_is_alembics_head(side: str) -> None:
+    # A worker reads its side's head from the revision files without importing Alembic
+    from alembic.config import Config
+
+    alembic_config = Config()
+    alembic_config.set_main_option("script_location", str(migrations.HERE))
+    alembic_config.set_main_option("version_locations", str(migrations.HERE / "versions" / side))
+    alembic_config.set_main_option("path_separator", "os")
+    assert migrations.head(side) == ScriptDirectory.from_config(alembic_config).get_current_head()
+
+
+def test_the_revision_a_worker_reads_is_alembics(databases: dict[str, SideDatabase]) -> None:
+    for database in databases.values():
+        with database.engine.connect() as connection:
+            assert migrations.current(connection) is None  # an empty database
+        before, after = migrations.upgrade(database)
+        assert before is None and after == migrations.head(database.side)
+        with database.engine.connect() as connection:
+            assert migrations.current(connection) == MigrationContext.configure(connection).get_current_revision()
+
+
+def test_a_worker_checks_its_schema_without_importing_alembic() -> None:
+    code = (
+        "import sys; import workers.process; from shared import migrations; migrations.head('finance'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
