@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from importlib import resources
 from typing import Any
 
 import dramatiq
-import fakeredis
 import pika.exceptions
+import redis
 import redis.exceptions
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage
@@ -26,6 +28,8 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+# BROKER_UNAVAILABLE: what a publisher sees when the broker cannot be reached, imported from here by the commands.
+from shared.broker_outage import BROKER_UNAVAILABLE, BrokerAvailability, is_broker_unavailable, quiet_broker_errors  # noqa: F401
 from shared.errors import Malformed
 from shared.intake import Intake
 from shared.logging import get_logger
@@ -36,13 +40,11 @@ DAY_MS = 86_400_000
 
 log = get_logger(__name__)
 
-#: What a publisher sees when the broker cannot be reached.
-BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    dramatiq.errors.BrokerConnectionError,
-    redis.exceptions.ConnectionError,
-    pika.exceptions.AMQPConnectionError,
-    ConnectionError,
-)
+#: What a Redis client of a worker or a command waits at most for a reply, or for a connection: a
+#: frozen or unreachable server ends every wait (an idle consumer's blocked ``BLPOP`` included,
+#: ``_longest_wait_ms``) as a ConnectionError or TimeoutError, never a hang. redis-py 8's default,
+#: set here whatever the version installed; a ``?socket_timeout=`` in the URL wins.
+REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
 
 
 #: How often a Redis delay-queue consumer holding delayed messages polls at most, so as to hand
@@ -61,6 +63,16 @@ WAKE_DEPTH = 8
 #: queue holding messages nobody woke them for (another language's publisher, which does not wake,
 #: waits at most this), and nudges the consumers of delay queues holding messages.
 IDLE_WAIT_MS = 500
+
+#: How often each Redis worker process runs dramatiq's maintenance pass on the queues it consumes
+#: (``_IdleWatch``, ``_RedisBroker.maintain``): a dead worker's fetched messages go back on their queue
+#: at the first pass after its heartbeat is older than ``heartbeat_timeout_ms``, so at most this (and
+#: one watch run) after the timeout: about 12 s after a SIGKILL with the default 10 s timeout. One
+#: round trip per pass, whatever the number of queues; each process runs on a beat of its own (a
+#: random phase), so N processes consuming a queue pass over it N times a period, spread out, not at
+#: once. dramatiq runs it by chance instead (``redis_maintenance_chance``), which an idle system may
+#: not draw for minutes.
+MAINTENANCE_PERIOD_MS = 2_000
 
 #: How long an idle Redis consumer waits for a wake-up or a nudge before it fetches anyway. The
 #: idle watch wakes it whenever its queue holds messages, so this only bounds what a stalled watch
@@ -121,10 +133,56 @@ class _RedisBroker(RedisBroker):
         self.idle_watch = _IdleWatch(self)
         #: How long an idle consumer's wait may last (``IDLE_WAIT_LIMIT_MS``, ``_longest_wait_ms``).
         self.longest_wait_ms = _longest_wait_ms(self.client)
+        #: Whether Redis answers, as this process last found it (``shared.broker_outage``).
+        self.availability = BrokerAvailability("redis", log_outages=False)  # a worker turns logging on
+        #: Per queue, the Redis ids this process fetched and has not acknowledged, rejected or put
+        #: back yet: what its threads hold (``requeue_unheld``).
+        self._held: dict[str, set[str]] = {}
+        self._held_lock = threading.Lock()
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         self.idle_watch.watch(queue_name)
         return _CheckedRedisConsumer(self, queue_name, prefetch, timeout)
+
+    # -- what this process holds, and what it lost track of --------------------------------------
+
+    def hold(self, queue_name: str, redis_ids: Sequence[str]) -> None:
+        with self._held_lock:
+            self._held.setdefault(queue_name, set()).update(redis_ids)
+
+    def let_go(self, queue_name: str, redis_ids: Sequence[str] | None = None) -> None:
+        """These ids (all of the queue's, if None) are no longer held by a thread of this process."""
+        with self._held_lock:
+            held = self._held.get(queue_name)
+            if held is None:
+                return
+            if redis_ids is None:
+                held.clear()
+            else:
+                held.difference_update(redis_ids)
+
+    def held(self, queue_name: str) -> frozenset[str]:
+        with self._held_lock:
+            return frozenset(self._held.get(queue_name, ()))
+
+    def requeue_unheld(self, queue_name: str) -> int:
+        """Put back on the queue what this worker's acks set holds for it and no thread of this
+        process holds; how many. Called by a consumer before its first fetch, when it is the only
+        one fetching the queue in this process.
+
+        Such a message was fetched and then lost track of, while the worker lives on and keeps its
+        heartbeat (so dramatiq's maintenance never gives it back): a fetch whose reply never came
+        (Redis frozen, the connection cut after the script ran), or a delayed retry the consumer
+        thread dropped on a connection error (dramatiq clears its delay queue then). Without this
+        it would stay fetched until the worker process ends.
+        """
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        fetched = {_text(redis_id) for redis_id in self.client.smembers(acks)}
+        lost = sorted(fetched - self.held(queue_name))
+        if lost:
+            self.do_requeue(queue_name, *lost)
+            log.warning("fetched messages no thread received put back on their queue", queue=queue_name, messages=len(lost))
+        return len(lost)
 
     def do_enqueue(self, queue_name: str, redis_message_id: str, data: bytes) -> None:
         """dramatiq's enqueue (what ``RedisBroker.enqueue`` calls), which wakes an idle consumer of
@@ -165,11 +223,36 @@ class _RedisBroker(RedisBroker):
                 return self.fetch_with_ids(queue_name, count)  # loads the script
         return _pairs(flat)
 
+    def maintain(self, queue_names: Sequence[str]) -> None:
+        """dramatiq's maintenance pass on each of these queues, in one round trip: the messages that
+        dead workers (a heartbeat older than ``heartbeat_timeout``) fetched go back on the queue, a
+        dead worker holding nothing more is dropped from the heartbeats, and expired dead letters
+        are dropped. It is dramatiq's dispatch script fetching none (prefetch 0), which does nothing
+        else; the idle watch runs it every ``MAINTENANCE_PERIOD_MS``."""
+        if not queue_names:
+            return
+        dispatch = self.scripts["dispatch"]
+        now, unpack = current_millis(), self._max_unpack_size()
+        for attempt in range(2):
+            with self.client.pipeline(transaction=False) as pipe:
+                for queue_name in queue_names:
+                    # EVALSHA rather than the script object: see wait_and_fetch
+                    pipe.evalsha(
+                        dispatch.sha, 1, self.namespace, "fetch", now, queue_name, self.broker_id,
+                        self.heartbeat_timeout, self.dead_message_ttl, 1, unpack, 0,
+                    )
+                try:
+                    pipe.execute()
+                    return
+                except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                    if attempt:
+                        raise
+            self.client.script_load(dispatch.script)
+
     def _maintain_if_due(self, queue_name: str, command: str) -> None:
-        """As often as dramatiq's own commands would (``maintenance_chance``), run its maintenance
-        pass on this queue: a dead worker's fetched messages go back on the queue (after
-        ``heartbeat_timeout``) and expired dead letters are dropped. Our scripts do not; this is
-        dramatiq's dispatch script fetching none (prefetch 0), which does nothing else."""
+        """As often as dramatiq's own commands would (``maintenance_chance``: 0 by default, as the
+        idle watch runs the pass on a timer), run its maintenance pass on this queue (``maintain``).
+        Our scripts do not; this is dramatiq's dispatch script fetching none (prefetch 0)."""
         if self._should_do_maintenance(command):
             self.scripts["dispatch"](
                 keys=[self.namespace],
@@ -203,14 +286,26 @@ class _IdleWatch:
     each, which an enqueue of this process on a delay queue, and a stopping worker, set too).
     So an idle bridge (nine queues, nine delay queues) makes two round trips a second, not about
     forty-five, and no message waits longer than it did when each consumer polled.
+
+    Every ``MAINTENANCE_PERIOD_MS`` too, before that script, dramatiq's maintenance pass on every
+    queue it watches (``_RedisBroker.maintain``): a dead worker's messages are back on their queue,
+    and a consumer woken for them, in the same run.
+
+    It is a thread of its own, which never waits for a consumer or a worker thread: the heartbeat
+    stays fresh while every worker thread runs a long handler (the GIL passes between threads
+    every few milliseconds, even from a handler computing in Python), and while a stopping worker
+    finishes its messages (the watch stops after them, ``IdleConsumers``).
     """
 
-    def __init__(self, broker: _RedisBroker) -> None:
+    def __init__(self, broker: _RedisBroker, clock: Callable[[], float] = time.monotonic) -> None:
         self.broker = broker
         self.work_queues: dict[str, None] = {}  # insertion-ordered sets
         self.delay_queues: dict[str, threading.Event] = {}
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Seconds, monotonic (tests pass a clock of their own).
+        self.clock = clock
+        self._next_maintenance: float | None = None
 
     def watch(self, queue_name: str) -> None:
         """A consumer of this queue runs in this process (for good: a consumer thread restarts)."""
@@ -251,27 +346,53 @@ class _IdleWatch:
             thread.join()
 
     def _run(self) -> None:
+        availability = self.broker.availability
         while not self._stopped.wait(IDLE_WAIT_MS / 1000):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the next run may succeed; this thread must not end
-                log.exception("the Redis idle watch could not run")
+            except Exception as error:  # noqa: BLE001 - the next run may succeed; this thread must not end
+                if is_broker_unavailable(error):
+                    availability.failed(error, operation="idle watch")  # logged once per outage
+                else:
+                    log.exception("the Redis idle watch could not run")
+            else:
+                availability.answered()
 
     def check(self) -> None:
-        """One run: heartbeat, wake tokens, nudges (see the class); and, as often as an idle
-        consumer's fetch used to, dramatiq's maintenance pass on each queue, which gives a dead
-        worker's fetched messages back (``_RedisBroker._maintain_if_due``)."""
+        """One run: the maintenance pass when due (``maintenance_due``), then heartbeat, wake
+        tokens and nudges (see the class)."""
         work, delay = list(self.work_queues), list(self.delay_queues)
         if not work and not delay:
             return
         broker = self.broker
+        if self.maintenance_due() and broker.availability.back_for(broker.heartbeat_timeout / 1000):
+            # Not within a heartbeat timeout of an outage's end: every worker's heartbeat aged while
+            # Redis was away, and the others need a moment to refresh theirs; a pass now would give
+            # back what live workers hold (applied twice, once ignored by the inbox: work for nothing).
+            # First: a wake token for what it puts back is pushed by the script below, in this run.
+            try:
+                broker.maintain(work + delay)
+            except redis.exceptions.ResponseError:  # the script failed (a Redis refusing KEYS, say)
+                # Never at the cost of the heartbeat below: this worker would look dead to the others.
+                log.exception("the Redis maintenance pass failed; a dead worker's messages are not put back")
         ready = broker.scripts["redis_watch"](
             keys=[broker.namespace], args=[broker.broker_id, current_millis(), len(work), *work, *delay]
         )
         for queue_name in ready:
             self.nudge(_text(queue_name))
-        for queue_name in work + delay:
-            broker._maintain_if_due(queue_name, "fetch")
+
+    def maintenance_due(self) -> bool:
+        """Whether this run makes the maintenance pass: every ``MAINTENANCE_PERIOD_MS``, from a
+        random point of the first period (each process of a worker on a beat of its own). A run
+        late by several periods (a stalled watch) makes one pass, and the beat goes on from there."""
+        period = MAINTENANCE_PERIOD_MS / 1000
+        now = self.clock()
+        if self._next_maintenance is None:
+            self._next_maintenance = now + random.uniform(0, period)
+        if now < self._next_maintenance:
+            return False
+        self._next_maintenance += ((now - self._next_maintenance) // period + 1) * period
+        return True
 
 
 class IdleConsumers(Middleware):
@@ -303,14 +424,26 @@ class _CheckedRedisConsumer(_RedisConsumer):
 
     broker: _RedisBroker
 
+    #: What a lost or frozen Redis raises here (redis-py's TimeoutError is no ConnectionError): each is
+    #: dramatiq's ConnectionClosed to the consumer thread, which starts a new consumer a little later
+    #: and retries an acknowledgement until it goes through.
+    UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
     def __init__(self, broker: _RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)
         self.delayed = _is_delay_queue(queue_name)
         #: The last fetch found the queue empty (and dropped its wake tokens): wait for one first.
         self.drained = False
+        #: Whether this consumer has put back what its thread lost track of (``requeue_unheld``).
+        self.recovered = False
 
     def __next__(self) -> MessageProxy | None:
         try:
+            if not self.recovered:
+                # A consumer starts (a worker's start, or its thread's restart after a connection
+                # error): nothing of this queue is being fetched in this process right now.
+                self.broker.requeue_unheld(self.queue_name)
+                self.recovered = True
             while True:
                 if not self.message_cache:
                     self.message_cache = self._fetch()
@@ -322,7 +455,8 @@ class _CheckedRedisConsumer(_RedisConsumer):
                 if message is not None:
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
-        except redis.exceptions.ConnectionError as error:
+        except self.UNREACHABLE as error:
+            self.broker.availability.failed(error, operation=f"fetch from {self.queue_name}")
             raise ConnectionClosed(error) from None
 
     def _fetch(self) -> list[tuple[str, bytes]]:
@@ -331,13 +465,18 @@ class _CheckedRedisConsumer(_RedisConsumer):
         if room <= 0:  # every worker thread has work: soon one is done
             self._back_off(self.timeout)
             return []
-        if self.drained and not self.delayed and not self.broker.stopping:
+        waited = self.drained and not self.delayed and not self.broker.stopping
+        if waited:
             fetched = self.broker.wait_and_fetch(self.queue_name, room, self._idle_wait_ms())
         else:
             fetched = self.broker.fetch_with_ids(self.queue_name, room)
-            if not fetched and self.delayed:
+        self.broker.availability.answered()
+        if fetched:
+            self.broker.hold(self.queue_name, [redis_id for redis_id, _ in fetched])
+        elif not waited:
+            if self.delayed:
                 self._wait_for_nudge()
-            elif not fetched and self.broker.stopping:
+            elif self.broker.stopping:
                 # A stopping worker's consumers poll for the idle timeout instead of blocking: the
                 # embedded broker (fakeredis) rounds a BLPOP's timeout up to whole seconds, and
                 # each consumer would wait one out before it noticed the stop.
@@ -376,17 +515,64 @@ class _CheckedRedisConsumer(_RedisConsumer):
                 self.broker.do_ack(self.queue_name, redis_id)
             else:
                 self.broker.do_nack(self.queue_name, redis_id)
+            self.broker.let_go(self.queue_name, [redis_id])
             return None
         message.options["redis_message_id"] = redis_id
         return message
+
+    def ack(self, message: MessageProxy) -> None:
+        self._settle("acknowledge", self.broker.do_ack, message)
+
+    def nack(self, message: MessageProxy) -> None:
+        self._settle("reject", self.broker.do_nack, message)
+
+    def _settle(self, operation: str, command: Callable[..., Any], message: MessageProxy) -> None:
+        """dramatiq's ack or nack, for which a frozen Redis's TimeoutError is a ConnectionClosed too:
+        dramatiq then retries it until it goes through (it gave up on any other error, leaving the
+        message fetched for as long as the worker lives). Either is idempotent."""
+        redis_id = message.options["redis_message_id"]
+        try:
+            command(self.queue_name, redis_id)
+        except self.UNREACHABLE as error:
+            self.broker.availability.failed(error, operation=f"{operation} on {self.queue_name}")
+            raise ConnectionClosed(error) from None
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+        self.broker.let_go(self.queue_name, [redis_id])
+        self.broker.availability.answered()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        redis_ids = [message.options["redis_message_id"] for message in messages]
+        if redis_ids:
+            self._requeue(redis_ids)
+
+    def _requeue(self, redis_ids: list[str]) -> None:
+        try:
+            self.broker.do_requeue(self.queue_name, *redis_ids)
+        except self.UNREACHABLE as error:  # a ConnectionClosed, which the consumer thread expects
+            self.broker.availability.failed(error, operation=f"put back on {self.queue_name}")
+            raise ConnectionClosed(error) from None
+        self.broker.let_go(self.queue_name, redis_ids)
 
     def requeue_prefetched(self) -> int:
         """Put back what was fetched and not handed out (a stopping consumer); how many."""
         ids = [redis_id for redis_id, _ in self.message_cache]
         self.message_cache = []
         if ids:
-            self.broker.do_requeue(self.queue_name, *ids)
+            self._requeue(ids)
         return len(ids)
+
+    def close(self) -> None:
+        """The consumer thread is done with this consumer (stopping, or starting a new one after an
+        error). What it fetched and did not hand out, and for a delay queue whatever its thread held
+        (dramatiq drops a consumer thread's delayed messages on a connection error), is held by no
+        thread any more: the next consumer puts it back on the queue (``requeue_unheld``)."""
+        if self.delayed:
+            self.broker.let_go(self.queue_name)
+        else:
+            self.broker.let_go(self.queue_name, [redis_id for redis_id, _ in self.message_cache])
+        self.message_cache = []
+        super().close()
 
 
 class _RabbitmqBroker(RabbitmqBroker):
@@ -397,6 +583,8 @@ class _RabbitmqBroker(RabbitmqBroker):
         self.intake = Intake(self, max_message_bytes)
         #: Set while a worker of this broker shuts down (``WakeOnShutdown``): idle waits shorten.
         self.stopping = False
+        #: Whether RabbitMQ answers, as this process last found it (``shared.broker_outage``).
+        self.availability = BrokerAvailability("rabbitmq", log_outages=False)  # a worker turns logging on
 
     @property
     def consumer_class(self) -> type[_RabbitmqConsumer]:
@@ -405,9 +593,23 @@ class _RabbitmqBroker(RabbitmqBroker):
 
 class _CheckedRabbitmqConsumer(_RabbitmqConsumer):
     """Bytes that are no message of ours are acknowledged off the queue and recorded (dramatiq would
-    dead-letter them with no reason); kept in the broker's dead-letter queue if the record fails."""
+    dead-letter them with no reason); kept in the broker's dead-letter queue if the record fails.
+
+    Each consumer has a connection of its own; when it is lost (RabbitMQ restarted or unreachable)
+    the consumer thread starts a new consumer every few seconds until one connects. The messages
+    the lost connection delivered and no one acknowledged are delivered again by RabbitMQ (the
+    inbox recognises those already applied); their acknowledgement, due on a connection that is
+    gone, is not sent (``ack``)."""
 
     broker: _RabbitmqBroker
+
+    def __init__(self, broker: _RabbitmqBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        try:
+            super().__init__(broker, queue_name, prefetch, timeout)
+        except ConnectionClosed as error:
+            broker.availability.failed(error, operation=f"consume {queue_name}")
+            raise
+        broker.availability.answered()
 
     def __next__(self) -> Any:
         try:
@@ -417,6 +619,8 @@ class _CheckedRabbitmqConsumer(_RabbitmqConsumer):
         except (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as error:
             if getattr(error, "reply_code", None) == 404:
                 self.broker.queues_pending.add(q_name(self.queue_name))
+            else:
+                self.broker.availability.failed(error, operation=f"consume {self.queue_name}")
             raise ConnectionClosed(error) from None
         intake = self.broker.intake
         try:
@@ -430,6 +634,29 @@ class _CheckedRabbitmqConsumer(_RabbitmqConsumer):
         self.known_tags.add(method.delivery_tag)
         return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
 
+    def ack(self, message: Any) -> None:
+        if self._delivered_on_lost_connection(message):
+            return
+        super().ack(message)
+
+    def nack(self, message: Any) -> None:
+        if self._delivered_on_lost_connection(message):
+            return
+        super().nack(message)
+
+    def _delivered_on_lost_connection(self, message: Any) -> bool:
+        """A message delivered on a connection since lost: RabbitMQ delivers it again by itself.
+        dramatiq would warn for each ("not in known tags"), or, while its thread still holds the
+        consumer of the lost connection, retry the acknowledgement there every 5 s until the new
+        consumer is up: nothing sent on a closed connection can arrive."""
+        if message._tag in self.known_tags and self.connection.is_open:
+            return False
+        log.info(
+            "acknowledgement not sent: the message came on a connection since lost, RabbitMQ delivers it again",
+            queue=self.queue_name, message_id=message.message_id,
+        )
+        return True
+
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -438,6 +665,64 @@ def _text(value: bytes | str) -> str:
 def _pairs(flat: list[bytes]) -> list[tuple[str, bytes]]:
     """A fetch script's flat reply (id, data, id, data...) as (id, data) pairs."""
     return [(_text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+class BrokerOutages(Middleware):
+    """As a worker starts, dramatiq's and pika's own lines about an unreachable broker are left out
+    of the log from then on (``quiet_broker_errors``): the broker's availability logs each outage
+    once when it starts and once when it ends (``shared.broker_outage``)."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        availability = getattr(broker, "availability", None)
+        if availability is not None:
+            quiet_broker_errors(availability)
+
+
+#: While the broker is unreachable, the first pause before a retry's enqueue is tried again
+#: (``_Retries``); it doubles up to the longest, dramatiq's own pause between acknowledgements.
+RETRY_ENQUEUE_FIRST_PAUSE_SECONDS = 0.5
+RETRY_ENQUEUE_LONGEST_PAUSE_SECONDS = 5.0
+
+
+class _Retries(Retries):
+    """dramatiq's Retries, whose retry is not lost to a broker outage.
+
+    A failed message with retries left is enqueued again (on its delay queue), then acknowledged.
+    When the broker is unreachable dramatiq gives the retry's enqueue up (it logs the error and
+    carries on), then retries the acknowledgement until the broker is back: the message would be
+    acknowledged without its retry, and never applied. Here the retry's enqueue is tried again
+    until it goes through, as the acknowledgement is (the worker thread waits meanwhile). Sent
+    twice (a RabbitMQ confirm lost with its connection), the inbox applies it once.
+    """
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is None:
+            return
+        super().after_process_message(_EnqueueUntilSent(broker), message, result=result, exception=exception)
+
+
+class _EnqueueUntilSent:
+    """The broker, as ``Retries`` uses it, with an enqueue that waits for an unreachable broker."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        pause = RETRY_ENQUEUE_FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                return self._broker.enqueue(message, delay=delay)
+            except BROKER_UNAVAILABLE as error:
+                availability = getattr(self._broker, "availability", None)
+                if availability is not None:
+                    availability.failed(error, operation=f"enqueue a retry on {message.queue_name}")
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_ENQUEUE_LONGEST_PAUSE_SECONDS)
 
 
 def standard_middleware(settings: Settings) -> list[Middleware]:
@@ -449,12 +734,13 @@ def standard_middleware(settings: Settings) -> list[Middleware]:
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
-        Retries(
+        _Retries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
         ),
         CurrentMessage(),
+        BrokerOutages(),
     ]
 
 
@@ -477,6 +763,11 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         "max_message_bytes": settings.max_message_bytes,
     }
     if settings.embedded_broker:
+        import fakeredis  # here: a tenth of a second of every other worker's start-up
+
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         return _RedisBroker(client=client, **redis_options)
-    return _RedisBroker(url=url, **redis_options)
+    pool = redis.ConnectionPool.from_url(
+        url, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS
+    )
+    return _RedisBroker(client=redis.Redis(connection_pool=pool), **redis_options)

@@ -5,10 +5,18 @@ The signature is checked before the envelope is parsed, and the sender's right t
 contract to this queue once it is (``shared.signatures``). Everything a handler needs arrives as
 arguments; it never sees the broker. Permanent errors (see ``shared.errors``), refusals included,
 dead-letter at once; anything else is retried by dramatiq with backoff.
+
+One kind of failure is not the message's: its side's database unreachable (a restart, a failover,
+its connections killed; ``shared.database_outage``). The thread then holds the message, waits for
+the database (up to ``outage_wait`` seconds) and applies it again from the start, so an outage
+uses up none of its retries and dead-letters nothing; while the threads wait, the worker takes no
+new messages. Applying again is safe: the failed unit of work rolled back, and one that did commit
+before the connection dropped is found in the inbox (its outgoing parts are then relayed).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +28,9 @@ from dramatiq.middleware import CurrentMessage
 from contracts.envelope import Side
 from contracts.queues import Queue
 from contracts.registry import ContractRegistry, Decoded, MessagePart
-from shared.errors import PartsFailed, PermanentError, Refused, WrongQueue
+from shared.broker_outage import is_broker_unavailable
+from shared.database_outage import is_database_unavailable
+from shared.errors import DatabaseUnavailable, PartsFailed, PermanentError, Refused, WrongQueue
 from shared.logging import bind_message_context, get_logger
 from shared.metrics import Metrics
 from shared.outbox import Outbox
@@ -58,10 +68,34 @@ class Consumer:
     metrics: Metrics | None = None
     #: Test seam: called after the commit and before the relay, to simulate a crash there.
     after_commit: FaultHook | None = field(default=None)
+    #: How long a message waits for its database when it finds it unreachable, before the failure
+    #: counts as one of its retries (``DUALWRITE_DATABASE_OUTAGE_WAIT_SECONDS``).
+    outage_wait: float = 300.0
 
     def receive(self, body: str) -> None:
-        with self.relay.applying():
-            self._received(body)
+        """Apply one message; while its database is unreachable, wait for it and apply it again."""
+        availability = self.database.availability
+        deadline = time.monotonic() + self.outage_wait
+        while True:
+            try:
+                with self.relay.applying():
+                    self._received(body)
+            except PermanentError:
+                raise
+            except Exception as error:
+                if not is_database_unavailable(error):
+                    raise
+                availability.failed(error)
+                if availability.wait(deadline - time.monotonic()):
+                    continue  # it answers again: the message from the start
+                if availability.released:
+                    raise _given_back(self.side.value) from error
+                raise DatabaseUnavailable(
+                    f"the {self.side.value} database did not answer within {self.outage_wait:g} s "
+                    f"(DUALWRITE_DATABASE_OUTAGE_WAIT_SECONDS): {availability.last_error}"
+                ) from error
+            availability.answered()
+            return
 
     def _received(self, body: str) -> None:
         current = CurrentMessage.get_current_message()
@@ -98,13 +132,21 @@ class Consumer:
             # Not sent from memory after all: the retried delivery relays it from the outbox.
             self.database.sent_marks.not_sending(m.message_id for m in outgoing or ())
             raise
-        if outgoing is None:
-            # A redelivery also sends what an earlier, crashed delivery of this message
-            # committed and did not send.
-            causes = {part.message_id for part in message.parts} | {str(message.envelope.message_id)}
-            self.relay.relay(caused_by=sorted(causes))
-        elif outgoing:
-            self.relay.send_committed(outgoing)
+        try:
+            if outgoing is None:
+                # A redelivery also sends what an earlier, crashed delivery of this message
+                # committed and did not send.
+                causes = {part.message_id for part in message.parts} | {str(message.envelope.message_id)}
+                self.relay.relay(caused_by=sorted(causes))
+            elif outgoing:
+                self.relay.send_committed(outgoing)
+        except Exception as error:
+            if not is_broker_unavailable(error) or is_database_unavailable(error):
+                raise
+            # The message is applied and what it emits is in the outbox, unsent: the sweeper sends
+            # it once the broker answers (the outage is logged once, shared.broker_outage). Failing
+            # the message would only ask the unreachable broker for a retry.
+            log.debug("outgoing messages left to the outbox sweeper: the broker is unreachable", error=str(error))
 
     def _apply(self, message: Decoded[Any], enqueued_at: datetime | None) -> list[Outgoing] | None:
         """Apply the message's new parts once; what they wrote to the outbox, or None when every
@@ -151,6 +193,27 @@ class Consumer:
         log.info("message applied", rows=rows, emitted=len(outgoing))
         if self.metrics is not None:
             self.metrics.applied(self.endpoint.queue, message.envelope.contract, rows)
+
+
+#: When a stopping worker gives back a message it held for an outage, the next worker takes it after this.
+GIVEN_BACK_DELAY_MS = 1_000
+
+
+def _given_back(side: str) -> dramatiq.Retry:
+    """What a thread that waited for its database raises when its worker stops meanwhile: the message
+    goes back to the broker (dramatiq's Retries enqueues it again) without counting a retry, so a
+    worker restarted again and again during an outage never uses up its messages' retries.
+
+    Retries adds one to the message's ``retries`` option for any failure: one is taken off first.
+    ``Retry`` is the failure dramatiq neither logs as an error nor dead-letters for itself.
+    """
+    current = CurrentMessage.get_current_message()
+    if current is not None:
+        current.options["retries"] = current.options.get("retries", 0) - 1
+    return dramatiq.Retry(
+        f"the worker stops while the {side} database is unreachable: the message goes back to the broker",
+        delay=GIVEN_BACK_DELAY_MS,
+    )
 
 
 def _enqueued_at(current: dramatiq.Message[Any] | None) -> datetime | None:

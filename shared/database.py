@@ -41,9 +41,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # statement with more than 50 parameters (every multi-row INSERT of a batch), which cost
         # more client CPU than the rest of the insert. A raw cursor sends the statement as it is.
         options = {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
+        if "connect_timeout" not in parsed.query:
+            # libpq waits for ever by default: a host that drops packets would hold a thread (a
+            # consumer, the outbox sweeper, a health check) until the kernel gives up, minutes later.
+            options["connect_args"]["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size, future=True, **options)
     _ping_idle_connections(engine)
     return engine
+
+
+#: The longest a new PostgreSQL connection may take (unless the URL says ``?connect_timeout=``).
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 #: A pooled connection idle this long is pinged before use (see ``_ping_idle_connections``).

@@ -99,6 +99,12 @@ class NotYet(TransientError):
     """Raised when a message arrived before one it depends on (approve before submit); retried later."""
 
 
+class DatabaseUnavailable(TransientError):
+    """Raised when a side's database stayed unreachable longer than a consumer waits for it
+    (``DUALWRITE_DATABASE_OUTAGE_WAIT_SECONDS``): the message is retried like any transient failure.
+    A shorter outage is waited out without counting a retry (``shared.database_outage``)."""
+
+
 class ConfigurationError(DualWriteError):
     """Raised when settings are missing or inconsistent; the process cannot start."""
 

@@ -2,12 +2,14 @@
 
 Handlers never pass ids around for logging: the consumer binds them in context variables for the
 duration of a message, and every line logged meanwhile (ours, dramatiq's, SQLAlchemy's) carries
-them.
+them. Every line carries the ``pid`` of the process that wrote it too: with ``--processes N`` the
+processes of a worker share one stream.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -20,6 +22,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
     """Route structlog and the standard library through one JSON (or console) renderer."""
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_pid,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -74,6 +77,14 @@ class _RedactingStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_text(super().format(record))
+
+
+def _add_pid(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The writing process's id, asked for on each line (never kept: a forked child logs with the
+    set-up its parent made, and must not log the parent's pid). Lines about another process name it
+    otherwise (the supervisor's ``child_pid``)."""
+    event_dict["pid"] = os.getpid()
+    return event_dict
 
 
 def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -86,6 +86,13 @@ class Metrics:
             ("side", "queue", "reason"),
             registry=self.registry,
         )
+        self.lost_resent = Counter(
+            "dualwrite_lost_messages_resent",
+            "Parts sent but never received (lost by the broker) that a repair sent again from the sender's "
+            "outbox (workers/operations/lost_messages.py), by sending side, queue and receiving side",
+            ("side", "queue", "receiver"),
+            registry=self.registry,
+        )
 
     def applied(self, queue: Queue, contract: str, rows: int) -> None:
         labels = _queue_labels(queue, contract)
@@ -100,6 +107,9 @@ class Metrics:
 
     def refused(self, queue: Queue, reason: str) -> None:
         self.refusals.labels(queue.consumer.value, queue.name, reason).inc()
+
+    def resent_lost(self, sender: str, queue_name: str, receiver: str, parts: int) -> None:
+        self.lost_resent.labels(sender, queue_name, receiver).inc(parts)
 
     def watch(self, databases: Iterable[tuple[SideDatabase, Iterable[SideGauge]]]) -> None:
         """Read the outbox backlog, and the side's own gauges, from these databases at every scrape."""

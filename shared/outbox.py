@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
+from shared.broker_outage import is_broker_unavailable
 from shared.database import supports_skip_locked
 from shared.logging import get_logger
 from shared.outbox_batches import DEFAULT_MAX_BYTES, KeyFields, WireMessage, combine
@@ -195,7 +196,10 @@ class Outbox:
         """Drain from a thread whose caller cannot act on a failure: the sweeper resends it."""
         try:
             self._drain()
-        except Exception:  # noqa: BLE001 - left to the sweeper; the cause is logged
+        except Exception as error:  # noqa: BLE001 - left to the sweeper; the cause is logged
+            if is_broker_unavailable(error):  # the outage is logged once where it was met (shared.broker_outage)
+                log.debug("outbox parts left to the sweeper: the broker is unreachable", error=str(error))
+                return
             log.warning("outbox parts left to the sweeper: sending failed", exc_info=True)
 
     def _start_timer(self) -> None:

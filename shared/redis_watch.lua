@@ -8,6 +8,9 @@
 --    stopping consumer's prefetched ones). The token wakes an idle consumer of any process.
 -- 3. The delay queues holding messages, returned: the worker nudges their consumers itself.
 --
+-- Every shared.broker.MAINTENANCE_PERIOD_MS the watch runs dramatiq's maintenance pass (dispatch.lua)
+-- just before this script: a dead worker's messages, put back on a queue, get their wake token here.
+--
 -- KEYS[1] = namespace
 -- ARGV = [worker_id, timestamp_ms, number of work queues, work queues..., delay queues...]
 local namespace = KEYS[1]

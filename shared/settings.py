@@ -41,17 +41,33 @@ class Settings(BaseSettings):
         "attempt) before it exits 4",
     )
     max_retries: int = Field(default=8, ge=0, description="Retries of a transient failure before dead-lettering")
+    database_outage_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=540,
+        description="How long a consumer thread that finds its database unreachable (restarting, connections "
+        "killed) holds its message and waits for the database, taking no other, before the failure counts as "
+        "one of the message's retries; an outage shorter than this uses up no retry. At most 540: dramatiq's "
+        "time limit ends a message after 600 s. 0: an outage counts a retry at once",
+    )
     min_backoff_ms: int = Field(default=500, ge=1, description="First retry delay; doubles each retry")
     max_backoff_ms: int = Field(default=300_000, ge=1, description="Longest retry delay")
     heartbeat_timeout_ms: int = Field(
-        default=60_000, ge=1_000, description="Redis: a dead worker's messages come back after this"
+        default=10_000,
+        ge=1_000,
+        description="Redis: a worker process whose heartbeat is older than this is dead, and the messages it "
+        "fetched go back on their queue at the next maintenance pass (every 2 s in each worker process): back "
+        "within about 12 s of a SIGKILL. Every worker process refreshes its heartbeat every 0.5 s from a thread "
+        "of its own, however busy its consumer threads are, so 10 s is twenty missed refreshes; a process "
+        "stalled longer (frozen, swapped out) or a clock between hosts off by more than this gets its messages "
+        "applied by another worker too, which the inbox makes harmless",
     )
     redis_maintenance_chance: int = Field(
-        default=1_000,
+        default=0,
         ge=0,
         le=1_000_000,
-        description="Redis: broker commands per million that run queue maintenance, the pass that requeues "
-        "a dead worker's messages (at 1000, minutes after the heartbeat timeout on an idle system)",
+        description="Redis: broker commands per million that also run queue maintenance, besides the pass every "
+        "worker process runs every 2 s (dramatiq's way, by chance; kept for deployments that set it; 0: none)",
     )
     dead_letter_ttl_days: int = Field(
         default=30, ge=1, description="How long the broker keeps dead letters (the database keeps them for good)"
@@ -69,6 +85,19 @@ class Settings(BaseSettings):
         le=5,
         description="Under load only (other messages being applied in the process), how long committed "
         "outgoing rows may wait for the others' to leave with them in one message; idle, nothing waits. 0 never waits",
+    )
+    lost_after_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A part sent this long ago that its receiver has not applied, dead-lettered or held, and that "
+        "the broker no longer holds, counts as lost: `dualwrite reconcile` reports it and `reconcile --repair` "
+        "sends it again from the sender's outbox (a part only slow is applied once all the same)",
+    )
+    lost_lookback_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How far back `reconcile` looks for lost parts (outbox rows sent within this many seconds); "
+        "older losses need `--lookback`",
     )
 
     import_interval_seconds: float = Field(

@@ -94,7 +94,8 @@ def assemble_side(
     hears = verifier(settings)
     consumers = [
         Consumer(
-            endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, verifier=hears, metrics=metrics
+            endpoint=endpoint, side=spec.side, registry=registry, database=database, relay=relay, verifier=hears, metrics=metrics,
+            outage_wait=settings.database_outage_wait_seconds,
         )
         for endpoint in spec.endpoints()
     ]

@@ -111,6 +111,8 @@ def _serve(settings: Settings, sides: list[Side]) -> int:
     log.info(
         "worker started",
         sides=[side.value for side in sides],
+        # The id its Redis heartbeat and in-flight messages go by (`dualwrite queues`); None on RabbitMQ.
+        redis_worker_id=getattr(runtime.broker, "broker_id", None),
         queues=sorted(q for each in runtime.sides.values() for q in each.queue_names),
         threads=settings.worker_threads,
         metrics_port=settings.metrics_port,
@@ -132,8 +134,12 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
 
     A child killed by a signal (SIGKILL, the OOM killer) is logged with its status and started
     again; its unacknowledged messages come back to the queues (RabbitMQ: at once; Redis: after the
-    heartbeat timeout). A child that exits with an error of its own (database unavailable, metrics
-    port taken) stops the others, and the supervisor exits with that child's status.
+    heartbeat timeout, at the next maintenance pass: about 10-12 s with the defaults). A child that
+    exits with an error of its own (database unavailable, metrics port taken) stops the others, and
+    the supervisor exits with that child's status.
+
+    Every line names its process: ``pid`` the writer's (shared/logging.py), and on the supervisor's
+    lines about a child, ``child_pid`` that child's.
     """
     if processes == 1:
         return serve(settings, sides)
@@ -146,6 +152,7 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
     def spawn(n: int) -> multiprocessing.process.BaseProcess:
         child = context.Process(target=_child, args=(process_settings(settings, n), sides), name=f"dualwrite-{'-'.join(sides)}-{n}")
         child.start()  # a SIGTERM before serve() blocks it ends the child at once: nothing was consumed yet
+        log.info("worker process started", process=child.name, child_pid=child.pid)
         return child
 
     def _forward(_signum: int, _frame: FrameType | None) -> None:
@@ -171,24 +178,24 @@ def supervise(settings: Settings, sides: list[Side], processes: int) -> int:
             if code is None or stopping:
                 continue
             if code > 0:
-                log.error("worker process failed; stopping the others", process=child.name, pid=child.pid, exit_code=code)
+                log.error("worker process failed; stopping the others", process=child.name, child_pid=child.pid, exit_code=code)
                 failed = code
                 _forward(signal.SIGTERM, None)
                 break
             reason = signal.Signals(-code).name if code < 0 else "exit 0"
-            log.error("worker process died; starting another", process=child.name, pid=child.pid, exit_code=code, reason=reason)
+            log.error("worker process died; starting another", process=child.name, child_pid=child.pid, exit_code=code, reason=reason)
             children[n] = spawn(n)
     _forward(signal.SIGTERM, None)  # a child started while the signal arrived has not had it yet
     for child in children.values():
         child.join(timeout=STILL_STOPPING_SECONDS)
         while child.is_alive():  # finishing its batches: in-flight messages are never cut short
-            log.warning("worker process still stopping", process=child.name, pid=child.pid)
+            log.warning("worker process still stopping", process=child.name, child_pid=child.pid)
             child.join(timeout=STILL_STOPPING_SECONDS)
         if _stopped_by_us(child, signalled):
             # It logs nothing itself: the signal ended it before serve() could hold it pending.
-            log.info("worker process stopped while starting", process=child.name, pid=child.pid)
+            log.info("worker process stopped while starting", process=child.name, child_pid=child.pid)
         elif child.exitcode:
-            log.error("worker process exited", process=child.name, pid=child.pid, exit_code=child.exitcode)
+            log.error("worker process exited", process=child.name, child_pid=child.pid, exit_code=child.exitcode)
     if failed is not None:
         return failed
     codes = [0 if _stopped_by_us(child, signalled) else child.exitcode or 0 for child in children.values()]

@@ -117,6 +117,8 @@ class Runtime:
         if self.settings.metrics_port is not None:
             self.exporter = MetricsExporter.start(self.metrics.registry, self.settings.metrics_address, self.settings.metrics_port)
         queues = {name for runtime in self.sides.values() for name in runtime.queue_names}
+        for runtime in self.sides.values():
+            runtime.database.availability.reset()
         self.worker = dramatiq.Worker(
             self.broker, queues=queues, worker_threads=self.settings.worker_threads, worker_timeout=100
         )
@@ -127,6 +129,12 @@ class Runtime:
     def stop(self) -> None:
         """Let in-flight messages finish, send what the outbox still holds, then let go of everything."""
         if self.worker is not None:
+            # No worker thread takes another message from here on (dramatiq's stop does this too, a
+            # moment later); then a thread waiting out a database outage gives its message back.
+            for thread in self.worker.workers:
+                thread.stop()
+            for runtime in self.sides.values():
+                runtime.database.availability.release()
             self.worker.stop()
             self.worker = None
             for task in self.background:

@@ -12,9 +12,9 @@ transaction; the totals must equal the posted lines, so nothing is lost either):
    flight: the in-flight batches finish, it exits 0 with its outbox drained; a new one finishes
    the rest;
 3. the Dataverse worker SIGKILLed (supervisor and children) mid-batch: a new one gets the dead
-   worker's messages back (RabbitMQ: when the connection drops; Redis: after
-   ``DUALWRITE_HEARTBEAT_TIMEOUT_MS``, at the next maintenance pass, made prompt here with
-   ``DUALWRITE_REDIS_MAINTENANCE_CHANCE``) and applies each exactly once;
+   worker's messages back (RabbitMQ: when the connection drops; Redis: once its heartbeat is older
+   than the default ``DUALWRITE_HEARTBEAT_TIMEOUT_MS``, 10 s, at the next maintenance pass, which
+   every worker process runs every 2 s) and applies each exactly once;
 4. one of finance's two processes SIGKILLed while reports are being posted: the supervisor logs
    it and starts another, and the posts it held come back the same way.
 
@@ -85,7 +85,6 @@ STOP_TIMEOUT = 30.0
 GRACEFUL_STOP_TIMEOUT = 60.0
 #: The longest a phase may take to reconcile while messages keep being applied.
 FLOW_LIMIT = 300.0
-HEARTBEAT_TIMEOUT_MS = 2_000
 EXPENSES_TO_DATAVERSE = "msdyn_expenses.bridge-to-dataverse"
 
 
@@ -249,9 +248,6 @@ def deployment(broker: Broker, postgres_server: Any, tmp_path: Path) -> Iterator
             "DUALWRITE_BRIDGE_DB_URL": postgres_server.urls["bridge"],
             "DUALWRITE_IMPORT_INTERVAL_SECONDS": "0.3",
             "DUALWRITE_OUTBOX_SWEEP_SECONDS": "0.2",
-            "DUALWRITE_HEARTBEAT_TIMEOUT_MS": str(HEARTBEAT_TIMEOUT_MS),
-            # One broker command in ten runs maintenance: the requeue follows the heartbeat timeout closely.
-            "DUALWRITE_REDIS_MAINTENANCE_CHANCE": "100000",
             "DUALWRITE_MIN_BACKOFF_MS": "50",
             "DUALWRITE_MAX_BACKOFF_MS": "1000",
             "DUALWRITE_LOG_LEVEL": "WARNING",

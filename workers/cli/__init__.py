@@ -37,6 +37,7 @@ COMMANDS = {
     "contracts": "contracts_command",
     "keys": "keys_command",
     "bench": "bench_command",
+    "soak": "soak_command",
 }
 
 

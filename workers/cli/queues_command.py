@@ -1,4 +1,10 @@
-"""``dualwrite queues``: every queue's depth, with the table map and direction it belongs to."""
+"""``dualwrite queues``: every queue's depth, with the table map and direction it belongs to.
+
+On Redis, the messages in flight are told apart by who holds them: a live worker, or a dead one
+(its heartbeat older than ``DUALWRITE_HEARTBEAT_TIMEOUT_MS``: killed, crashed), whose messages a
+live worker's maintenance pass puts back on the queue within seconds. Each dead holder is listed
+under the table, with the age of its last heartbeat; ``--json`` lists every holder.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "queues",
         help="ready, delayed, in-flight and dead messages of every queue",
         description="Every queue of every table map and side: ready, delayed, in flight, dead, the age of "
-        "the oldest ready message, and the map and direction it belongs to.",
+        "the oldest ready message, and the map and direction it belongs to. On Redis, messages in flight "
+        "held by dead worker processes (heartbeat older than DUALWRITE_HEARTBEAT_TIMEOUT_MS) are counted "
+        "apart and their holders listed.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON (one document per refresh with --watch)")
     parser.add_argument(
@@ -98,13 +106,40 @@ def _table(broker: BrokerQueues, depths: list[QueueDepth]) -> None:
         [
             [
                 d.queue.name, d.queue.table_map or "(commands)", d.queue.direction, d.counts.ready,
-                _known(d.counts.delayed), _known(d.counts.in_flight), d.counts.dead,
+                _known(d.counts.delayed), _in_flight(d), d.counts.dead,
                 _age(d.oldest_ready_age, d.counts.ready, broker), _known(d.counts.consumers),
             ]
             for d in depths
         ],
     )
     print(f"{broker.kind} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; in flight: {broker.in_flight_meaning}")
+    dead = [(d.queue.name, holder) for d in depths for holder in d.counts.holders if holder.dead]
+    if dead:
+        print()
+        print("In flight, held by dead worker processes (heartbeat older than the timeout): back on the queue at the")
+        print("next maintenance pass of a live worker consuming it")
+        print_table(
+            ["QUEUE", "WORKER", "MESSAGES", "LAST HEARTBEAT", "BACK ON THE QUEUE"],
+            [[name, holder.worker_id, holder.messages, _heartbeat(holder.heartbeat_age), _requeue(holder.requeue_within)] for name, holder in dead],
+        )
+
+
+def _in_flight(depth: QueueDepth) -> str:
+    """In flight, and how many of those dead workers hold: ``5 (3 dead)``."""
+    if depth.counts.in_flight is None:
+        return "n/a"
+    if depth.counts.in_flight_dead:
+        return f"{depth.counts.in_flight} ({depth.counts.in_flight_dead} dead)"
+    return str(depth.counts.in_flight)
+
+
+def _heartbeat(age: float | None) -> str:
+    return "none" if age is None else f"{_duration(age)} ago"
+
+
+def _requeue(within: float | None) -> str:
+    # Maintenance looks for dead workers among the heartbeats only: one with none is never found.
+    return "not by itself (no heartbeat)" if within is None else f"within {within:g} s"
 
 
 def _known(value: int | None) -> str:
@@ -114,6 +149,10 @@ def _known(value: int | None) -> str:
 def _age(seconds: float | None, ready: int, broker: BrokerQueues) -> str:
     if seconds is None:
         return "n/a" if ready and broker.kind != "redis" else "-"
+    return _duration(seconds)
+
+
+def _duration(seconds: float) -> str:
     whole = int(seconds)
     if whole >= 86_400:
         return f"{whole // 86_400}d{whole % 86_400 // 3_600:02d}h"

@@ -57,6 +57,35 @@ EMBEDDED_OUT_OF_REACH = (
 
 
 @dataclass(frozen=True)
+class InFlightHolder:
+    """A worker process holding messages of a queue it fetched and has not acked (Redis).
+
+    A dead one (its heartbeat older than the heartbeat timeout: SIGKILLed, crashed, its machine
+    lost) holds them until a live worker's maintenance pass puts them back on the queue.
+    """
+
+    #: The id its heartbeat and acks go by (its ``worker started`` line logs it, with its pid).
+    worker_id: str
+    messages: int
+    #: Seconds since its last heartbeat; None when it has none (maintenance never puts those back).
+    heartbeat_age: float | None
+    dead: bool
+    #: A dead holder's messages are back on the queue within this many seconds, at the next
+    #: maintenance pass of a live worker consuming the queue; None for a live one (or one without
+    #: a heartbeat, which no pass finds).
+    requeue_within: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "messages": self.messages,
+            "heartbeat_age_seconds": self.heartbeat_age,
+            "dead": self.dead,
+            "requeue_within_seconds": self.requeue_within,
+        }
+
+
+@dataclass(frozen=True)
 class QueueCounts:
     """One queue as the broker sees it; None where the broker cannot tell."""
 
@@ -68,6 +97,10 @@ class QueueCounts:
     consumers: int | None
     #: When the oldest ready message was first enqueued (None: the queue is empty, or the broker cannot tell).
     oldest_ready_at: datetime | None
+    #: Of ``in_flight``, the messages held by dead workers (Redis; None where the broker cannot tell).
+    in_flight_dead: int | None = None
+    #: Who holds the ``in_flight`` messages, most first (Redis).
+    holders: tuple[InFlightHolder, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ class QueueDepth:
             "ready": self.counts.ready,
             "delayed": self.counts.delayed,
             "in_flight": self.counts.in_flight,
+            # Of in_flight, held by dead workers (Redis: a heartbeat older than the timeout), and who holds what
+            "in_flight_dead": self.counts.in_flight_dead,
+            "in_flight_holders": [holder.as_json() for holder in self.counts.holders],
             "dead": self.counts.dead,
             "consumers": self.counts.consumers,
             "oldest_ready_age_seconds": self.oldest_ready_age,

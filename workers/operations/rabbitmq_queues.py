@@ -35,7 +35,10 @@ from workers.operations.broker_queues import (
 
 class RabbitmqQueues(BrokerQueues):
     kind = "rabbitmq"
-    in_flight_meaning = "not known on RabbitMQ (AMQP does not count delivered, unacked messages)"
+    in_flight_meaning = (
+        "not known on RabbitMQ (AMQP does not count delivered, unacked messages; the management API's "
+        "messages_unacknowledged does); a dead consumer's come back as soon as its connection drops"
+    )
 
     def __init__(self, broker: dramatiq.Broker, url: str, *, owns_broker: bool = False) -> None:
         super().__init__(broker, owns_broker=owns_broker)

@@ -6,6 +6,9 @@ dramatiq (``brokers/redis/dispatch.lua``) keeps, per queue ``q`` and namespace `
   for ready and fetched messages alike (an ack deletes the entry);
 - ``dramatiq:__acks__.<worker id>.q``: a set per worker of the messages it fetched and has not
   acked yet (in flight, prefetched ones included);
+- ``dramatiq:__heartbeats__``: worker id -> its last heartbeat (ms). A worker whose heartbeat is
+  older than the heartbeat timeout is dead: the maintenance pass of a live worker consuming ``q``
+  (every ``shared.broker.MAINTENANCE_PERIOD_MS``) puts what it holds back on ``q``;
 - ``dramatiq:q.DQ`` and ``dramatiq:q.DQ.msgs``: the delay queue (retries waiting for their time).
   A worker fetches delayed messages at once and holds them until due, so they are counted from the
   ``.DQ.msgs`` hash, which keeps them until they move back to ``q``;
@@ -15,17 +18,20 @@ dramatiq (``brokers/redis/dispatch.lua``) keeps, per queue ``q`` and namespace `
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from dramatiq.brokers.redis import RedisBroker
 
+from shared.broker import IDLE_WAIT_MS, MAINTENANCE_PERIOD_MS
 from workers.operations.broker_queues import (
     BrokerLetter,
     BrokerQueues,
     HeldDeadLetters,
+    InFlightHolder,
     QueueCounts,
     broker_letter,
     iter_chunks,
@@ -46,7 +52,7 @@ class RedisQueues(BrokerQueues):
         return f"{self.namespace}:{name}"
 
     def counts(self, queue_names: Sequence[str]) -> dict[str, QueueCounts]:
-        in_flight = self._in_flight()
+        holders = self._holders()
         with self.client.pipeline(transaction=False) as pipe:
             for name in queue_names:
                 pipe.llen(self.key(name))
@@ -57,32 +63,54 @@ class RedisQueues(BrokerQueues):
         counts = {}
         for index, name in enumerate(queue_names):
             ready, delayed, dead, head = replies[index * 4 : index * 4 + 4]
+            held = holders.get(name, ())
             counts[name] = QueueCounts(
                 ready=ready,
                 delayed=delayed,
-                in_flight=in_flight[name],
+                in_flight=sum(holder.messages for holder in held),
                 dead=dead,
                 consumers=None,
                 oldest_ready_at=self._enqueued_at(name, head),
+                in_flight_dead=sum(holder.messages for holder in held if holder.dead),
+                holders=held,
             )
         return counts
 
-    def _in_flight(self) -> Counter[str]:
-        """Fetched-but-unacked messages per queue, from every worker's ack sets."""
+    def _holders(self) -> dict[str, tuple[InFlightHolder, ...]]:
+        """Who holds fetched-but-unacked messages, per queue, from every worker's ack sets and heartbeat."""
         prefix = self.key("__acks__.")
         keys = [key.decode() if isinstance(key, bytes) else key for key in self.client.scan_iter(match=f"{prefix}*", count=500)]
         if not keys:
-            return Counter()
+            return {}
+        held: list[tuple[str, str]] = []
+        for key in keys:
+            # <prefix><worker id>.<queue>: worker ids are UUIDs, without dots
+            worker_id, _, queue_name = key[len(prefix) :].partition(".")
+            held.append((worker_id, queue_name))
+        workers = sorted({worker_id for worker_id, _ in held})
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.scard(key)
-            sizes = pipe.execute()
-        found: Counter[str] = Counter()
-        for key, size in zip(keys, sizes):
-            # <prefix><worker id>.<queue>: worker ids are UUIDs, without dots
-            _worker, _, queue_name = key[len(prefix) :].partition(".")
-            found[queue_name] += size
-        return found
+            for worker_id in workers:
+                pipe.zscore(self.key("__heartbeats__"), worker_id)
+            replies = pipe.execute()
+        sizes, beats = replies[: len(keys)], dict(zip(workers, replies[len(keys) :]))
+        now_ms = time.time() * 1000
+        found: dict[str, list[InFlightHolder]] = defaultdict(list)
+        for (worker_id, queue_name), size in zip(held, sizes):
+            if size:  # an empty set is no key in Redis; one emptied between the two looks is nothing held
+                found[queue_name].append(self._holder(worker_id, size, beats[worker_id], now_ms))
+        return {name: tuple(sorted(each, key=lambda h: (-h.messages, h.worker_id))) for name, each in found.items()}
+
+    def _holder(self, worker_id: str, messages: int, heartbeat_ms: float | None, now_ms: float) -> InFlightHolder:
+        timeout_ms = getattr(self.broker, "heartbeat_timeout", 60_000)
+        if heartbeat_ms is None:  # no heartbeat: no maintenance pass ever finds its acks
+            return InFlightHolder(worker_id, messages, None, dead=True, requeue_within=None)
+        age_ms = max(now_ms - heartbeat_ms, 0.0)
+        dead = age_ms >= timeout_ms  # dispatch.lua: a heartbeat at or before now - timeout
+        # The next pass of a live consumer of the queue, one watch run late at most
+        requeue_within = (MAINTENANCE_PERIOD_MS + IDLE_WAIT_MS) / 1000 if dead else None
+        return InFlightHolder(worker_id, messages, round(age_ms / 1000, 1), dead=dead, requeue_within=requeue_within)
 
     def _enqueued_at(self, queue_name: str, redis_message_id: bytes | None) -> datetime | None:
         if redis_message_id is None:
