@@ -4,13 +4,17 @@ The machine's shared Redis, RabbitMQ and PostgreSQL are never restarted nor paus
 use them. A fault is played on a server of one's own instead, started on a free port in a
 temporary directory and removed afterwards (``private_redis``, ``private_rabbitmq``,
 ``private_postgres``). Each is a context manager with the same small API: ``start``, ``stop``,
-``restart``, ``pause(seconds)`` (unreachable for that long, then back) and ``url``.
+``restart``, ``pause(seconds)`` (unreachable for that long, then back) and ``url``; the brokers
+share ``outage`` and ``pause`` (:class:`Outages`).
 """
 
 from __future__ import annotations
 
 import random
 import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: The lowest port a private server takes (below it: well-known and registered services' ports).
@@ -54,3 +58,34 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+class Outages:
+    """``outage`` and ``pause`` for a private broker: unreachable (``go_down``: connections closed
+    and refused) or frozen (``freeze``: SIGSTOP, connections hang), then back."""
+
+    def go_down(self) -> None:
+        raise NotImplementedError
+
+    def come_back(self) -> None:
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        raise NotImplementedError
+
+    def unfreeze(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def outage(self, *, frozen: bool = False) -> Iterator[None]:
+        """Unreachable while the block runs, back when it ends (``frozen``: hanging, not refusing)."""
+        (self.freeze if frozen else self.go_down)()
+        try:
+            yield
+        finally:
+            (self.unfreeze if frozen else self.come_back)()
+
+    def pause(self, seconds: float, *, frozen: bool = False) -> None:
+        """Unreachable for ``seconds`` (see :meth:`outage`), then back; blocks meanwhile."""
+        with self.outage(frozen=frozen):
+            time.sleep(seconds)

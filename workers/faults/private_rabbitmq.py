@@ -31,10 +31,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -43,7 +40,7 @@ import pika
 import pika.exceptions
 
 from shared.waiting import wait_until
-from workers.faults import free_port, port_open
+from workers.faults import Outages, free_port, port_open
 
 #: How long a node may take to start or stop (the first start initialises its database: 10-30 s here).
 START_TIMEOUT = 120.0
@@ -65,7 +62,7 @@ def _tool(name: str) -> str:
     return found
 
 
-class PrivateRabbitmq:
+class PrivateRabbitmq(Outages):
     """One RabbitMQ node ``name@localhost`` on ``127.0.0.1:port``, everything in ``directory``."""
 
     def __init__(self, *, port: int | None = None, directory: Path | None = None, name: str | None = None) -> None:
@@ -192,26 +189,12 @@ class PrivateRabbitmq:
             os.kill(pid, signal.SIGCONT)
         self.frozen = False
 
-    @contextmanager
-    def outage(self, *, frozen: bool = False) -> Iterator[None]:
-        """Unreachable while the block runs, back when it ends: the application stopped (connections
-        closed and refused), or ``frozen`` (SIGSTOP: connections hang)."""
-        if frozen:
-            self.freeze()
-        else:
-            self.stop_app()
-        try:
-            yield
-        finally:
-            if frozen:
-                self.unfreeze()
-            else:
-                self.start_app()
+    def go_down(self) -> None:
+        """Unreachable for an outage (:meth:`Outages.outage`)."""
+        self.stop_app()
 
-    def pause(self, seconds: float, *, frozen: bool = False) -> None:
-        """Unreachable for ``seconds`` (see :meth:`outage`), then back; blocks meanwhile."""
-        with self.outage(frozen=frozen):
-            time.sleep(seconds)
+    def come_back(self) -> None:
+        self.start_app()
 
     def add_vhost(self, vhost: str | None = None) -> str:
         """A vhost (a fresh name if none given) in which guest may do everything; its name."""

@@ -27,16 +27,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
 from shared.waiting import wait_until
-from workers.faults import free_port
+from workers.faults import Outages, free_port
 
 #: How long a start or a stop may take before it counts as failed (a loaded 2-core machine).
 START_TIMEOUT = 30.0
@@ -46,7 +43,7 @@ class PrivateRedisError(Exception):
     """The private server would not start or stop (its log's last lines are in the message)."""
 
 
-class PrivateRedis:
+class PrivateRedis(Outages):
     """One ``redis-server`` on ``127.0.0.1:port``, data in ``directory`` (both picked if not given)."""
 
     def __init__(self, *, port: int | None = None, directory: Path | None = None, executable: str = "redis-server") -> None:
@@ -143,26 +140,12 @@ class PrivateRedis:
             self.process.send_signal(signal.SIGCONT)
             self.frozen = False
 
-    @contextmanager
-    def outage(self, *, frozen: bool = False) -> Iterator[None]:
-        """Unreachable while the block runs, back when it ends: stopped (connections refused), or
-        ``frozen`` (SIGSTOP: connections hang)."""
-        if frozen:
-            self.freeze()
-        else:
-            self.stop()
-        try:
-            yield
-        finally:
-            if frozen:
-                self.unfreeze()
-            else:
-                self.start()
+    def go_down(self) -> None:
+        """Unreachable for an outage (:meth:`Outages.outage`)."""
+        self.stop()
 
-    def pause(self, seconds: float, *, frozen: bool = False) -> None:
-        """Unreachable for ``seconds`` (see :meth:`outage`), then back; blocks meanwhile."""
-        with self.outage(frozen=frozen):
-            time.sleep(seconds)
+    def come_back(self) -> None:
+        self.start()
 
     def close(self) -> None:
         """Stop the server (killing it if it will not stop) and remove its directory, if we made it."""
